@@ -1,0 +1,170 @@
+"""ASE calculator: Atoms -> graph -> model -> energy, forces and stress in ASE units."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from .conversion import SpeciesMap, atoms_to_graph, has_volume
+from .io import load_model
+from .models import with_dtype
+from .neighbors import NEIGHBOR_LIST_BACKENDS
+from .outputs import compute_outputs
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Turn ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:K"`` into an available device."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                f"device={str(device)!r} was requested but CUDA is not available (no GPU, or a "
+                "CPU-only torch build). Use device='cpu', or device='auto' to pick CUDA when present."
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"device={str(device)!r} was requested but only {torch.cuda.device_count()} CUDA "
+                "device(s) exist; choose one of "
+                f"{[f'cuda:{k}' for k in range(torch.cuda.device_count())]}."
+            )
+    elif device.type != "cpu":
+        raise RuntimeError(f"Unsupported device {str(device)!r}; use 'cpu', 'cuda' or 'auto'.")
+    return device
+
+
+class AllegroCalculator(Calculator):
+    """ASE calculator for Allegro (and NequIP) models of this package.
+
+    Units follow ASE: energies in eV, forces in eV/Å, stress (Voigt xx, yy, zz, yz, xz, xy)
+    and per-atom ``stresses`` in eV/Å³, with ``stresses.sum(0) == stress``. Stress is
+    available when some direction is periodic and the cell has non-zero volume.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        An energy model of this package (e.g. :class:`~allegro_ase.models.AllegroModel`).
+        It is not modified: if it has a different dtype or trainable parameters, the
+        calculator works on its own frozen copy.
+    device : str or torch.device
+        ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:K"``.
+    dtype : str, torch.dtype or None
+        ``"float32"`` or ``"float64"`` for the model weights; None keeps the model's dtype.
+    neighbor_list : str
+        ``"matscipy"`` (default) or ``"vesin"``.
+    species_to_type_name : mapping or None
+        ``{chemical_symbol: type_name}`` when the model's type names are not chemical symbols.
+    **kwargs
+        Passed to :class:`ase.calculators.calculator.Calculator` (e.g. ``label``).
+
+    Notes
+    -----
+    To share one model among several calculators (NEB images), use ``copy.copy(calc)``:
+    the copy has its own state and results but shares the model weights.
+    """
+
+    implemented_properties = ("energy", "free_energy", "energies", "forces", "stress", "stresses")
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: str | torch.device = "auto",
+        dtype: str | torch.dtype | None = None,
+        neighbor_list: str = "matscipy",
+        species_to_type_name: Mapping[str, str] | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if neighbor_list not in NEIGHBOR_LIST_BACKENDS:
+            raise ValueError(
+                f"neighbor_list={neighbor_list!r} is unknown; choose one of {NEIGHBOR_LIST_BACKENDS}."
+            )
+        self.device = resolve_device(device)
+        model = with_dtype(model, dtype) if dtype is not None else model
+        if any(parameter.requires_grad for parameter in model.parameters()):
+            model = copy.deepcopy(model).requires_grad_(False)
+        self.model = model.to(self.device).eval()
+        self.neighbor_list = neighbor_list
+        self.species_map = SpeciesMap(self.model.type_names, species_to_type_name)
+        self.cutoff_matrix = self.model.cutoff_matrix.detach().cpu()
+        self.parameters.update(
+            device=str(self.device),
+            dtype=self.model.config.model_dtype,
+            neighbor_list=neighbor_list,
+            type_names=list(self.model.type_names),
+            r_max=self.model.r_max,
+        )
+
+    @classmethod
+    def from_file(
+        cls, path: str | os.PathLike, sha256: str | None = None, **kwargs
+    ) -> AllegroCalculator:
+        """Calculator for a model file written by :func:`allegro_ase.save_model`.
+
+        Parameters
+        ----------
+        path : path-like
+            The model file; loading never executes code from it.
+        sha256 : str or None
+            Expected sha256 of the file, verified before loading.
+        **kwargs
+            Passed to the constructor (``device``, ``dtype``, ``neighbor_list``, ...).
+        """
+        return cls(load_model(path, sha256=sha256), **kwargs)
+
+    def __copy__(self) -> AllegroCalculator:
+        """A new calculator with fresh state that shares this one's model."""
+        clone = self.__class__.__new__(self.__class__)
+        clone.__dict__.update(self.__dict__)
+        clone.parameters = copy.copy(self.parameters)
+        clone.atoms = None
+        clone.results = {}
+        return clone
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: tuple[str, ...] = ("energy",),
+        system_changes: list[str] = all_changes,
+    ) -> None:
+        """Compute every implemented property of ``atoms`` in one model call."""
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        periodic_volume = has_volume(atoms)
+        wants_stress = {"stress", "stresses"} & set(properties)
+        if wants_stress and not periodic_volume:
+            raise PropertyNotImplementedError(
+                f"{' and '.join(sorted(wants_stress))} need a periodic system with a cell of "
+                f"non-zero volume (pbc={atoms.pbc.tolist()}, volume={abs(atoms.cell.volume):.3g} "
+                "Å³). Stress is undefined for isolated molecules; set pbc and a cell if the "
+                "system is meant to be periodic."
+            )
+        graph = atoms_to_graph(
+            atoms, self.species_map, self.model.r_max, self.cutoff_matrix, self.neighbor_list
+        )
+        outputs = compute_outputs(self.model, graph.to(self.device))
+        energy = outputs.energy.item()
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "energies": _numpy(outputs.energies),
+            "forces": _numpy(outputs.forces),
+        }
+        if periodic_volume:
+            volume = abs(atoms.cell.volume)
+            self.results["stress"] = full_3x3_to_voigt_6_stress(-_numpy(outputs.virial) / volume)
+            self.results["stresses"] = full_3x3_to_voigt_6_stress(
+                -_numpy(outputs.atom_virials) / volume
+            )
+
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().to("cpu", torch.float64).numpy()

@@ -1,0 +1,96 @@
+"""The atomic graph: the one container passed from the neighbour list to a model.
+
+Vocabulary (shapes and units of every field used across the package):
+
+=============== ============ ======= ==========================================================
+name            shape        dtype   meaning
+=============== ============ ======= ==========================================================
+``pos``         (N, 3)       float64 Cartesian positions, Å
+``atom_types``  (N,)         int64   index into the model's ``type_names``
+``cell``        (3, 3)       float64 lattice vectors as **rows** (ASE convention), Å
+``pbc``         (3,)         bool    periodicity of each lattice direction
+``edge_index``  (2, E)       int64   ``edge_index[0]`` is the **centre** atom i,
+                                     ``edge_index[1]`` the neighbour j
+``cell_shifts`` (E, 3)       float64 integer image counts S of the neighbour
+``edge_vec``    (E, 3)       float64 r_ij = pos[j] - pos[i] + S @ cell, Å
+=============== ============ ======= ==========================================================
+
+The neighbour list is *full*: every pair appears as (i, j) and (j, i).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+
+@dataclass(frozen=True)
+class AtomicGraph:
+    """Positions, types and edges of one structure, as torch tensors.
+
+    Attributes
+    ----------
+    pos : torch.Tensor
+        (N, 3) float64 positions in Å.
+    atom_types : torch.Tensor
+        (N,) int64 type indices.
+    cell : torch.Tensor
+        (3, 3) float64 cell, rows are lattice vectors (Å). Rows of non-periodic
+        directions are never used because their ``cell_shifts`` are zero.
+    edge_index : torch.Tensor
+        (2, E) int64; row 0 is the centre atom, row 1 the neighbour.
+    cell_shifts : torch.Tensor
+        (E, 3) float64 integer image shifts of the neighbour.
+    """
+
+    pos: torch.Tensor
+    atom_types: torch.Tensor
+    cell: torch.Tensor
+    edge_index: torch.Tensor
+    cell_shifts: torch.Tensor
+
+    @property
+    def num_atoms(self) -> int:
+        """Number of atoms N."""
+        return self.pos.shape[0]
+
+    @property
+    def num_edges(self) -> int:
+        """Number of directed edges E."""
+        return self.edge_index.shape[1]
+
+    def to(self, device: torch.device | str) -> AtomicGraph:
+        """Return the same graph with every tensor on ``device`` (one copy each)."""
+        return replace(
+            self,
+            **{
+                name: getattr(self, name).to(device, non_blocking=True)
+                for name in ("pos", "atom_types", "cell", "edge_index", "cell_shifts")
+            },
+        )
+
+
+def edge_vectors(
+    pos: torch.Tensor, cell: torch.Tensor, edge_index: torch.Tensor, cell_shifts: torch.Tensor
+) -> torch.Tensor:
+    r"""Edge vectors :math:`r_{ij} = x_j - x_i + S_{ij} \cdot \mathrm{cell}`.
+
+    Parameters
+    ----------
+    pos : torch.Tensor
+        (N, 3) positions, Å.
+    cell : torch.Tensor
+        (3, 3) cell with lattice vectors as rows, Å.
+    edge_index : torch.Tensor
+        (2, E) centre and neighbour indices.
+    cell_shifts : torch.Tensor
+        (E, 3) integer image shifts (any float dtype).
+
+    Returns
+    -------
+    torch.Tensor
+        (E, 3) edge vectors in Å, dtype of ``pos``.
+    """
+    center, neighbor = edge_index
+    return pos[neighbor] - pos[center] + cell_shifts.to(pos.dtype) @ cell.to(pos.dtype)

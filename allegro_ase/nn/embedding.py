@@ -1,0 +1,107 @@
+"""Two-body edge embeddings: species-pair scalars and weighted spherical harmonics."""
+
+from __future__ import annotations
+
+import torch
+from e3nn import o3
+
+from .mlp import ScalarMLP
+
+
+class TwoBodyEmbedding(torch.nn.Module):
+    r"""Species-pair embedding times a linear map of the radial basis.
+
+    .. math:: h_{ij} = [\mathrm{E_c}(T_i) \,\|\, \mathrm{E_n}(T_j)] \odot \mathrm{Linear}(e_{ij})
+
+    Parameters
+    ----------
+    num_types : int
+        Number of atom types T.
+    num_radial : int
+        Size of the radial basis e_ij.
+    embed_dim : int
+        Output size; must be even (half for the centre, half for the neighbour type).
+    forward_weight_init : bool
+        Weight normalisation of the linear map (see :class:`ScalarMLP`).
+    dtype, generator
+        Parameter dtype and source of initial values (standard normal embeddings).
+    """
+
+    def __init__(
+        self,
+        num_types: int,
+        num_radial: int,
+        embed_dim: int,
+        forward_weight_init: bool = True,
+        dtype: torch.dtype = torch.float32,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        if embed_dim % 2:
+            raise ValueError(f"The two-body embedding size must be even, got {embed_dim}.")
+        half = embed_dim // 2
+        self.center_embed = torch.nn.Parameter(
+            torch.randn(num_types, half, dtype=dtype, generator=generator)
+        )
+        self.neighbor_embed = torch.nn.Parameter(
+            torch.randn(num_types, half, dtype=dtype, generator=generator)
+        )
+        self.basis_linear = ScalarMLP(
+            num_radial,
+            embed_dim,
+            forward_weight_init=forward_weight_init,
+            dtype=dtype,
+            generator=generator,
+        )
+
+    def forward(self, radial: torch.Tensor, edge_types: torch.Tensor) -> torch.Tensor:
+        """Embed (E, num_radial) radial features of edges with (2, E) centre/neighbour types.
+
+        Returns
+        -------
+        torch.Tensor
+            (E, embed_dim) edge scalars.
+        """
+        type_embed = torch.cat(
+            (self.center_embed[edge_types[0]], self.neighbor_embed[edge_types[1]]), dim=-1
+        )
+        return type_embed * self.basis_linear(radial)
+
+
+class WeightedChannels(torch.nn.Module):
+    r"""Spread a single-channel tensor Y (E, dim) over u channels with per-irrep weights.
+
+    .. math:: V_{e u m} = w_{e u l(m)} \, Y_{e m}
+
+    Parameters
+    ----------
+    irreps : e3nn.o3.Irreps
+        Irreps of Y, each of multiplicity 1.
+    num_channels : int
+        Number u of output channels.
+    weight_individual_irreps : bool
+        One weight per (channel, irrep) if True, one per channel otherwise.
+    """
+
+    def __init__(self, irreps: o3.Irreps, num_channels: int, weight_individual_irreps: bool = True):
+        super().__init__()
+        self.num_channels = num_channels
+        self.num_irreps = len(irreps) if weight_individual_irreps else 1
+        irrep_of_component = [
+            index if weight_individual_irreps else 0
+            for index, (_, ir) in enumerate(irreps)
+            for _ in range(ir.dim)
+        ]
+        self.register_buffer(
+            "irrep_of_component", torch.tensor(irrep_of_component), persistent=False
+        )
+
+    @property
+    def weight_numel(self) -> int:
+        """Number of weights per edge: u x (number of irreps, or 1)."""
+        return self.num_channels * self.num_irreps
+
+    def forward(self, y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Weight (E, dim) tensors with (E, u * num_irreps) weights; returns (E, u, dim)."""
+        weights = weights.reshape(-1, self.num_channels, self.num_irreps)
+        return y.unsqueeze(1) * weights[:, :, self.irrep_of_component]
