@@ -1,0 +1,146 @@
+"""Shared small models and structures for the physics tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk, fcc111
+
+from allegro_ase import AllegroCalculator, AllegroConfig, AllegroModel
+
+R_MAX = 4.0
+
+# float64 tolerances, named once
+FORCE_FD_RTOL = 1e-6
+STRESS_FD_ATOL = 1e-8  # eV/Å^3
+F64_ATOL = 1e-10
+F32_RTOL = 1e-5
+
+# Small random-weight models that still exercise every code path.
+MODEL_VARIANTS = {
+    "lmax2-parity-coupled": dict(l_max=2, parity=True, tp_path_channel_coupling=True),
+    "lmax1-noparity-uncoupled-1layer": dict(
+        l_max=1, parity=False, tp_path_channel_coupling=False, num_layers=1
+    ),
+    "lmax1-3layers-edge-cutoffs": dict(
+        l_max=1,
+        num_layers=3,
+        per_edge_type_cutoff={"Cu": {"Au": 3.2}, "Au": 3.6},
+        avg_num_neighbors={"Cu": 20.0, "Au": 15.0, "H": 10.0},
+    ),
+}
+
+
+def small_config(**overrides) -> AllegroConfig:
+    values = dict(
+        type_names=["Cu", "Au", "H"],
+        r_max=R_MAX,
+        l_max=2,
+        avg_num_neighbors=18.0,
+        num_scalar_features=16,
+        num_tensor_features=4,
+        num_bessels=6,
+        scalar_embed_mlp_hidden_layers_width=16,
+        allegro_mlp_hidden_layers_width=16,
+        readout_mlp_hidden_layers_width=8,
+        per_type_energy_scales={"Cu": 0.7, "Au": 1.3, "H": 0.4},
+        per_type_energy_shifts={"Cu": -3.5, "Au": -3.1, "H": -1.2},
+        model_dtype="float64",
+        seed=7,
+    )
+    values.update(overrides)
+    return AllegroConfig(**values)
+
+
+def make_model(**overrides) -> AllegroModel:
+    return AllegroModel(small_config(**overrides))
+
+
+@pytest.fixture(params=list(MODEL_VARIANTS), scope="session")
+def model(request) -> AllegroModel:
+    return make_model(**MODEL_VARIANTS[request.param])
+
+
+@pytest.fixture(scope="session")
+def default_model() -> AllegroModel:
+    return make_model()
+
+
+def calc_for(model, **kwargs) -> AllegroCalculator:
+    return AllegroCalculator(model, device="cpu", **kwargs)
+
+
+def alloy(seed: int = 0) -> Atoms:
+    """2x1x1 cubic fcc Cu-Au-H cell (8 atoms), rattled: a cell smaller than 2 r_max."""
+    atoms = bulk("Cu", "fcc", a=3.7, cubic=True) * (2, 1, 1)
+    atoms.numbers[[1, 4]] = 79
+    atoms.numbers[6] = 1
+    atoms.rattle(0.1, seed=seed)
+    return atoms
+
+
+def triclinic(seed: int = 1) -> Atoms:
+    cell = [[3.9, 0.0, 0.0], [1.1, 3.6, 0.0], [0.7, -0.9, 4.2]]
+    rng = np.random.default_rng(seed)
+    atoms = Atoms("Cu3AuH", scaled_positions=rng.random((5, 3)), cell=cell, pbc=True)
+    _push_apart(atoms)
+    return atoms
+
+
+def tiny_cell() -> Atoms:
+    """One atom in a primitive fcc cell: every neighbour is an image of itself."""
+    atoms = bulk("Au", "fcc", a=4.0)
+    return atoms
+
+
+def two_atom_tiny_cell() -> Atoms:
+    atoms = Atoms("CuAu", positions=[[0, 0, 0], [1.3, 1.1, 0.9]], cell=[2.6, 2.8, 3.1], pbc=True)
+    return atoms
+
+
+def slab() -> Atoms:
+    atoms = fcc111("Cu", size=(2, 2, 2), a=3.7, vacuum=4.0)
+    atoms.numbers[0] = 79
+    atoms.rattle(0.05, seed=3)
+    return atoms  # pbc = [True, True, False], full-rank cell
+
+
+def cluster(seed: int = 4) -> Atoms:
+    rng = np.random.default_rng(seed)
+    atoms = Atoms("Cu4Au2H2", positions=rng.random((8, 3)) * 4.0)
+    _push_apart(atoms)
+    return atoms
+
+
+def _push_apart(atoms: Atoms, min_distance: float = 1.6) -> None:
+    """Spread random atoms until no pair is closer than ``min_distance`` (deterministic)."""
+    for _ in range(200):
+        d = atoms.get_all_distances(mic=atoms.pbc.any())
+        np.fill_diagonal(d, np.inf)
+        i, j = np.unravel_index(np.argmin(d), d.shape)
+        if d[i, j] >= min_distance:
+            return
+        vec = atoms.get_distance(i, j, mic=atoms.pbc.any(), vector=True)
+        atoms.positions[j] += 0.2 * vec / np.linalg.norm(vec)
+
+
+GEOMETRIES = {
+    "alloy": alloy,
+    "triclinic": triclinic,
+    "tiny_cell": tiny_cell,
+    "two_atom_tiny_cell": two_atom_tiny_cell,
+    "slab": slab,
+    "cluster": cluster,
+}
+PERIODIC_GEOMETRIES = ["alloy", "triclinic", "tiny_cell", "two_atom_tiny_cell", "slab"]
+
+
+@pytest.fixture(autouse=True)
+def _global_state_is_untouched():
+    """Every test checks that nothing changed torch's default dtype or global RNG."""
+    dtype, rng = torch.get_default_dtype(), torch.random.get_rng_state()
+    yield
+    assert torch.get_default_dtype() == dtype
+    assert torch.equal(torch.random.get_rng_state(), rng)
