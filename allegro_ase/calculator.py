@@ -107,7 +107,7 @@ class AllegroCalculator(Calculator):
     def from_file(
         cls, path: str | os.PathLike, sha256: str | None = None, **kwargs
     ) -> AllegroCalculator:
-        """Calculator for a model file written by :func:`allegro_ase.save_model`.
+        """Build a calculator for a model file written by :func:`allegro_ase.save_model`.
 
         Parameters
         ----------
@@ -121,7 +121,7 @@ class AllegroCalculator(Calculator):
         return cls(load_model(path, sha256=sha256), **kwargs)
 
     def __copy__(self) -> AllegroCalculator:
-        """A new calculator with fresh state that shares this one's model."""
+        """Return a calculator with fresh state that shares this one's model."""
         clone = self.__class__.__new__(self.__class__)
         clone.__dict__.update(self.__dict__)
         clone.parameters = copy.copy(self.parameters)

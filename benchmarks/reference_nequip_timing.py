@@ -28,21 +28,18 @@ from importlib import metadata as importlib_metadata
 import numpy as np
 
 try:
-    import torch
-    import nequip  # noqa: F401
     import allegro  # noqa: F401
+    import nequip  # noqa: F401
+    import torch
 except ImportError as exc:  # pragma: no cover
-    sys.exit(
-        f"{exc}\nThis script needs the reference venv: run it with /work/refvenv/bin/python"
-    )
+    sys.exit(f"{exc}\nThis script needs the reference venv: run it with /work/refvenv/bin/python")
 
+from allegro.model import AllegroModel
 from ase.build import bulk
-
-from nequip.utils.global_state import set_global_state
+from nequip.data import AtomicDataDict
 from nequip.integrations.ase import NequIPCalculator
 from nequip.integrations.utils import basic_transforms
-from nequip.data import AtomicDataDict
-from allegro.model import AllegroModel
+from nequip.utils.global_state import set_global_state
 
 LATTICE_A = 3.61  # fcc Cu, Angstrom
 RATTLE_STDEV = 0.02  # Angstrom
@@ -53,10 +50,16 @@ SIZE_TO_REPS = {4 * n**3: n for n in range(1, 21)}  # atoms -> cubic-cell repeat
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[108, 500],
-                   help="atom counts; must be 4*n^3 (fcc cubic supercell)")
-    p.add_argument("--dtypes", nargs="+", default=["float32", "float64"],
-                   choices=["float32", "float64"])
+    p.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[108, 500],
+        help="atom counts; must be 4*n^3 (fcc cubic supercell)",
+    )
+    p.add_argument(
+        "--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"]
+    )
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None, help="write results to this JSON file")
@@ -72,8 +75,7 @@ def parse_args(argv=None):
 
 def package_versions():
     out = {"python": platform.python_version()}
-    for dist in ("torch", "nequip", "nequip-allegro", "e3nn", "ase",
-                 "matscipy", "vesin", "numpy"):
+    for dist in ("torch", "nequip", "nequip-allegro", "e3nn", "ase", "matscipy", "vesin", "numpy"):
         try:
             out[dist] = importlib_metadata.version(dist)
         except importlib_metadata.PackageNotFoundError:
@@ -189,7 +191,8 @@ def main(argv=None):
                 "threads": args.threads,
                 "n_params": n_params,
                 "hyperparameters": {
-                    "r_max": args.r_max, "l_max": args.l_max,
+                    "r_max": args.r_max,
+                    "l_max": args.l_max,
                     "num_layers": args.num_layers,
                     "num_scalar_features": args.num_scalar_features,
                     "num_tensor_features": args.num_tensor_features,
@@ -205,8 +208,10 @@ def main(argv=None):
     print("| N | dtype | edges | min ms | median ms | atom-steps/s |")
     print("|---:|:---|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['n_atoms']} | {r['dtype']} | {r['edges']} | {r['min_ms']:.1f} "
-              f"| {r['median_ms']:.1f} | {r['atom_steps_per_s']:.0f} |")
+        print(
+            f"| {r['n_atoms']} | {r['dtype']} | {r['edges']} | {r['min_ms']:.1f} "
+            f"| {r['median_ms']:.1f} | {r['atom_steps_per_s']:.0f} |"
+        )
 
     if args.json:
         with open(args.json, "w") as f:

@@ -67,7 +67,9 @@ def test_edge_type_cutoff_pruning_is_exact():
     pruned = atoms.get_potential_energy()
     edge_index, shifts = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, R_MAX)
     pos = torch.tensor(atoms.positions)
-    vec = edge_vectors(pos, torch.zeros(3, 3, dtype=torch.float64), torch.tensor(edge_index), torch.tensor(shifts))
+    vec = edge_vectors(
+        pos, torch.zeros(3, 3, dtype=torch.float64), torch.tensor(edge_index), torch.tensor(shifts)
+    )
     types = torch.tensor([model.type_names.index(s) for s in atoms.get_chemical_symbols()])
     unpruned = model(vec, torch.tensor(edge_index), types).sum().item()
     assert abs(pruned - unpruned) < 1e-12

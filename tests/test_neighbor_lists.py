@@ -43,7 +43,9 @@ def _cases():
     cases = {name: make() for name, make in GEOMETRIES.items()}
     cases["single_atom_cluster"] = Atoms("Cu")
     unwrapped = GEOMETRIES["triclinic"]()
-    unwrapped.positions += np.random.default_rng(0).integers(-2, 3, (len(unwrapped), 3)) @ unwrapped.cell.array
+    unwrapped.positions += (
+        np.random.default_rng(0).integers(-2, 3, (len(unwrapped), 3)) @ unwrapped.cell.array
+    )
     cases["unwrapped_triclinic"] = unwrapped
     wire = GEOMETRIES["alloy"]()
     wire.pbc = [False, True, False]

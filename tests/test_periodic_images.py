@@ -16,7 +16,9 @@ def test_supercell_energy_is_n_times(model, geometry):
     supercell.calc = calc_for(model)
     energy = atoms.get_potential_energy()
     assert abs(supercell.get_potential_energy() - n * energy) < F64_ATOL * n * max(1, abs(energy))
-    np.testing.assert_allclose(supercell.get_forces(), np.tile(atoms.get_forces(), (n, 1)), atol=1e-10)
+    np.testing.assert_allclose(
+        supercell.get_forces(), np.tile(atoms.get_forces(), (n, 1)), atol=1e-10
+    )
     np.testing.assert_allclose(supercell.get_stress(), atoms.get_stress(), atol=1e-12)
 
 

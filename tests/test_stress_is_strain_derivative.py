@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from ase.calculators.fd import calculate_numerical_stress
-from conftest import PERIODIC_GEOMETRIES, STRESS_FD_ATOL, GEOMETRIES, calc_for
+from conftest import GEOMETRIES, PERIODIC_GEOMETRIES, STRESS_FD_ATOL, calc_for
 
 
 @pytest.mark.parametrize("geometry", PERIODIC_GEOMETRIES)

@@ -72,7 +72,9 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike) -> str:
     metadata["content_sha256"] = _content_sha256(state_dict, metadata)
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
-    torch.save({"metadata": json.dumps(metadata, sort_keys=True), "state_dict": state_dict}, partial)
+    torch.save(
+        {"metadata": json.dumps(metadata, sort_keys=True), "state_dict": state_dict}, partial
+    )
     os.replace(partial, path)
     return file_sha256(path)
 

@@ -19,7 +19,9 @@ def architecture_of(model: torch.nn.Module) -> str:
     for name, (_, model_class) in ARCHITECTURES.items():
         if type(model) is model_class:
             return name
-    raise TypeError(f"{type(model).__name__} is not a model of this package ({list(ARCHITECTURES)}).")
+    raise TypeError(
+        f"{type(model).__name__} is not a model of this package ({list(ARCHITECTURES)})."
+    )
 
 
 def build_model(architecture: str, config: dict[str, Any]) -> torch.nn.Module:
@@ -46,4 +48,11 @@ def with_dtype(model: torch.nn.Module, dtype: str | torch.dtype) -> torch.nn.Mod
     return converted.to(next(model.parameters()).device)
 
 
-__all__ = ["ARCHITECTURES", "AllegroConfig", "AllegroModel", "architecture_of", "build_model", "with_dtype"]
+__all__ = [
+    "ARCHITECTURES",
+    "AllegroConfig",
+    "AllegroModel",
+    "architecture_of",
+    "build_model",
+    "with_dtype",
+]

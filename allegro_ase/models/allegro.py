@@ -35,7 +35,7 @@ def tensor_track_irreps(config: AllegroConfig) -> list[o3.Irreps]:
     """
     sh = o3.Irreps.spherical_harmonics(config.l_max, p=-1)
     if config.parity:
-        allowed = o3.Irreps([(1, (l, p)) for l in range(config.l_max + 1) for p in (1, -1)])
+        allowed = o3.Irreps([(1, (order, p)) for order in range(config.l_max + 1) for p in (1, -1)])
     else:
         allowed = sh
     track = [sh]
@@ -78,8 +78,12 @@ class AllegroModel(torch.nn.Module):
         self.cutoff = PolynomialCutoff(config.polynomial_cutoff_p)
         self.bessel = BesselBasis(config.num_bessels, config.bessel_trainable)
         self.two_body_embed = TwoBodyEmbedding(
-            num_types, config.num_bessels, config.embed_dim, config.forward_normalize,
-            dtype, generator,
+            num_types,
+            config.num_bessels,
+            config.embed_dim,
+            config.forward_normalize,
+            dtype,
+            generator,
         )
         self.scalar_embed_mlp = ScalarMLP(
             config.embed_dim, scalars,
@@ -93,14 +97,20 @@ class AllegroModel(torch.nn.Module):
         self.spherical_harmonics = o3.SphericalHarmonics(irreps_sh, True, "component")
         self.sh_weighter = WeightedChannels(irreps_sh, channels, config.weight_individual_irreps)
         self.sh_embed_linear = ScalarMLP(
-            scalars, self.sh_weighter.weight_numel, forward_weight_init=config.forward_normalize,
-            dtype=dtype, generator=generator,
+            scalars,
+            self.sh_weighter.weight_numel,
+            forward_weight_init=config.forward_normalize,
+            dtype=dtype,
+            generator=generator,
         )
         self.env_weighter = WeightedChannels(irreps_sh, channels, config.weight_individual_irreps)
         env_numel = self.env_weighter.weight_numel
         self.first_layer_projection = ScalarMLP(
-            scalars, scalars + env_numel, forward_weight_init=config.forward_normalize,
-            dtype=dtype, generator=generator,
+            scalars,
+            scalars + env_numel,
+            forward_weight_init=config.forward_normalize,
+            dtype=dtype,
+            generator=generator,
         )
         track = tensor_track_irreps(config)
         self.tensor_products = torch.nn.ModuleList()
@@ -108,8 +118,13 @@ class AllegroModel(torch.nn.Module):
         for layer in range(config.num_layers):
             self.tensor_products.append(
                 ChannelwiseTensorProduct(
-                    track[layer], irreps_sh, track[layer + 1], channels,
-                    config.tp_path_channel_coupling, dtype, generator,
+                    track[layer],
+                    irreps_sh,
+                    track[layer + 1],
+                    channels,
+                    config.tp_path_channel_coupling,
+                    dtype,
+                    generator,
                 )
             )
             last = layer == config.num_layers - 1

@@ -97,9 +97,13 @@ class AllegroConfig:
         if not self.r_max > 0:
             raise ValueError(f"r_max must be positive, got {self.r_max}.")
         if self.l_max < 0 or self.num_layers < 1:
-            raise ValueError(f"Need l_max >= 0 and num_layers >= 1, got {self.l_max}, {self.num_layers}.")
+            raise ValueError(
+                f"Need l_max >= 0 and num_layers >= 1, got {self.l_max}, {self.num_layers}."
+            )
         if self.model_dtype not in DTYPES:
-            raise ValueError(f"model_dtype must be one of {list(DTYPES)}, got {self.model_dtype!r}.")
+            raise ValueError(
+                f"model_dtype must be one of {list(DTYPES)}, got {self.model_dtype!r}."
+            )
         if self.embed_dim % 2:
             raise ValueError(f"radial_chemical_embed_dim must be even, got {self.embed_dim}.")
         averages = self.avg_num_neighbors
@@ -155,5 +159,7 @@ class AllegroConfig:
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"Unknown Allegro config keys {unknown}; valid keys are {sorted(known)}.")
+            raise ValueError(
+                f"Unknown Allegro config keys {unknown}; valid keys are {sorted(known)}."
+            )
         return cls(**values)

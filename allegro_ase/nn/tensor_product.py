@@ -64,7 +64,9 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         self.irreps_in1, self.irreps_in2, self.irreps_out = irreps_in1, irreps_in2, irreps_out
         paths = tensor_product_paths(irreps_in1, irreps_in2, irreps_out)
         if not paths:
-            raise ValueError(f"No tensor-product path from {irreps_in1} x {irreps_in2} to {irreps_out}.")
+            raise ValueError(
+                f"No tensor-product path from {irreps_in1} x {irreps_in2} to {irreps_out}."
+            )
         self.num_paths = len(paths)
         self.path_channel_coupling = path_channel_coupling
         coefficients = torch.zeros(

@@ -1,0 +1,120 @@
+"""Bad input gets an error that says what was wrong and what to do."""
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.calculators.calculator import InputError, PropertyNotImplementedError
+from conftest import GEOMETRIES, calc_for, small_config
+
+from allegro_ase import AllegroCalculator, AllegroConfig
+from allegro_ase.calculator import resolve_device
+
+
+def test_unknown_element_lists_model_species(default_model):
+    atoms = Atoms("CuFe", positions=[[0, 0, 0], [2, 0, 0]])
+    atoms.calc = calc_for(default_model)
+    with pytest.raises(InputError, match=r"no parameters for Fe; it knows Cu, Au, H"):
+        atoms.get_potential_energy()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_positions_are_refused(default_model, bad):
+    atoms = GEOMETRIES["cluster"]()
+    atoms.positions[2, 1] = bad
+    atoms.calc = calc_for(default_model)
+    with pytest.raises(InputError, match=r"Positions of atoms \[2\] are NaN or infinite"):
+        atoms.get_forces()
+
+
+def test_pbc_without_cell_is_refused(default_model):
+    atoms = Atoms("Cu2", positions=[[0, 0, 0], [2, 0, 0]], pbc=True)
+    atoms.calc = calc_for(default_model)
+    with pytest.raises(InputError, match=r"pbc=\[True, True, True\] but the cell vectors .* zero"):
+        atoms.get_potential_energy()
+
+
+def test_zero_volume_periodic_cell_is_refused(default_model):
+    atoms = Atoms(
+        "Cu2", positions=[[0, 0, 0], [2, 0, 0]], cell=[[3, 0, 0], [0, 3, 0], [3, 3, 0]], pbc=True
+    )
+    atoms.calc = calc_for(default_model)
+    with pytest.raises(InputError, match="linearly dependent"):
+        atoms.get_potential_energy()
+
+
+def test_empty_atoms_are_refused(default_model):
+    atoms = Atoms()
+    atoms.calc = calc_for(default_model)
+    with pytest.raises(InputError, match="empty"):
+        atoms.get_potential_energy()
+
+
+def test_stress_of_molecule_is_not_implemented(default_model):
+    atoms = GEOMETRIES["cluster"]()
+    atoms.calc = calc_for(default_model)
+    with pytest.raises(PropertyNotImplementedError, match="Stress is undefined for isolated"):
+        atoms.get_stress()
+    assert np.isfinite(atoms.get_potential_energy())  # energy still works
+
+
+def test_slab_without_vacuum_vector_has_forces_but_no_stress(default_model):
+    atoms = GEOMETRIES["slab"]()
+    atoms.cell[2] = 0.0
+    atoms.calc = calc_for(default_model)
+    assert np.isfinite(atoms.get_forces()).all()
+    with pytest.raises(PropertyNotImplementedError, match="non-zero volume"):
+        atoms.get_stress()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_refused(default_model):
+    with pytest.raises(RuntimeError, match="CUDA is not available.*device='cpu'"):
+        AllegroCalculator(default_model, device="cuda")
+    assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_unknown_device_type_is_refused():
+    with pytest.raises(RuntimeError, match="Unsupported device 'meta'"):
+        resolve_device("meta")
+
+
+def test_unknown_neighbor_list_is_refused(default_model):
+    with pytest.raises(ValueError, match="neighbor_list='ase' is unknown"):
+        AllegroCalculator(default_model, neighbor_list="ase")
+
+
+def test_config_rejects_unknown_keys_and_bad_values():
+    values = small_config().to_dict()
+    with pytest.raises(ValueError, match=r"Unknown Allegro config keys \['lmax'\]"):
+        AllegroConfig.from_dict({**values, "lmax": 2})
+    with pytest.raises(ValueError, match="r_max must be positive"):
+        small_config(r_max=-1.0)
+    with pytest.raises(ValueError, match=r"must lie in \(0, r_max"):
+        small_config(per_edge_type_cutoff={"Cu": 9.0})
+    with pytest.raises(ValueError, match="unknown type 'Fe'"):
+        small_config(per_edge_type_cutoff={"Fe": 2.0})
+    with pytest.raises(ValueError, match="missing \\['H'\\]"):
+        from allegro_ase import AllegroModel
+
+        AllegroModel(small_config(per_type_energy_shifts={"Cu": 0.0, "Au": 0.0}))
+
+
+def test_custom_type_names_need_a_species_map():
+    from allegro_ase import AllegroModel
+
+    model = AllegroModel(
+        small_config(
+            type_names=["metal", "heavy", "light"],
+            per_type_energy_scales=None,
+            per_type_energy_shifts=None,
+        )
+    )
+    with pytest.raises(ValueError, match="not chemical symbols; pass species_to_type_name"):
+        AllegroCalculator(model, device="cpu")
+    calc = AllegroCalculator(
+        model, device="cpu", species_to_type_name={"Cu": "metal", "Au": "heavy", "H": "light"}
+    )
+    atoms = GEOMETRIES["cluster"]()
+    atoms.calc = calc
+    assert np.isfinite(atoms.get_potential_energy())
