@@ -23,7 +23,7 @@ from ..nn.embedding import TwoBodyEmbedding, WeightedChannels
 from ..nn.mlp import ScalarMLP
 from ..nn.radial import BesselBasis, PolynomialCutoff
 from ..nn.scale_shift import PerTypeScaleShift, per_type_values
-from ..nn.tensor_product import ChannelwiseTensorProduct
+from ..nn.tensor_product import ChannelwiseTensorProduct, group_by_center
 from .config import AllegroConfig
 
 
@@ -204,6 +204,7 @@ class AllegroModel(torch.nn.Module):
 
         # Allegro layers
         norm = self.neighbor_norm[atom_types]
+        groups = group_by_center(center, num_atoms)
         projection = self.first_layer_projection(scalar)
         features = [projection[:, :num_scalars]]
         env_weights = projection[:, num_scalars:]
@@ -211,7 +212,7 @@ class AllegroModel(torch.nn.Module):
             env_edges = self.env_weighter(sh, env_weights)
             env = torch.zeros((num_atoms, *env_edges.shape[1:]), dtype=dtype, device=sh.device)
             env = env.index_add(0, center, env_edges) * norm.view(-1, 1, 1)
-            tensors = tensor_product(tensors, env, center)
+            tensors = tensor_product(tensors, env, groups)
             latents = latent(torch.cat([*features, tensors[:, :, 0]], dim=-1))
             features.append(latents[:, :num_scalars])
             env_weights = latents[:, num_scalars:]

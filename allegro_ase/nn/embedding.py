@@ -87,14 +87,10 @@ class WeightedChannels(torch.nn.Module):
         super().__init__()
         self.num_channels = num_channels
         self.num_irreps = len(irreps) if weight_individual_irreps else 1
-        irrep_of_component = [
-            index if weight_individual_irreps else 0
-            for index, (_, ir) in enumerate(irreps)
-            for _ in range(ir.dim)
-        ]
-        self.register_buffer(
-            "irrep_of_component", torch.tensor(irrep_of_component), persistent=False
-        )
+        spread = torch.zeros(self.num_irreps, irreps.dim)
+        for index, component in enumerate(irreps.slices()):
+            spread[index if weight_individual_irreps else 0, component] = 1.0
+        self.register_buffer("spread", spread, persistent=False)
 
     @property
     def weight_numel(self) -> int:
@@ -103,5 +99,5 @@ class WeightedChannels(torch.nn.Module):
 
     def forward(self, y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Weight (E, dim) tensors with (E, u * num_irreps) weights; returns (E, u, dim)."""
-        weights = weights.reshape(-1, self.num_channels, self.num_irreps)
-        return y.unsqueeze(1) * weights[:, :, self.irrep_of_component]
+        per_component = weights.reshape(-1, self.num_irreps) @ self.spread.to(weights.dtype)
+        return y.unsqueeze(1) * per_component.view(y.shape[0], self.num_channels, y.shape[1])

@@ -3,9 +3,42 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from e3nn import o3
+
+
+@dataclass(frozen=True)
+class CenterGroups:
+    """Slots of edges in a dense (N, width) layout grouped by centre atom.
+
+    Attributes
+    ----------
+    index : torch.Tensor
+        (E,) int64 slot ``center * width + rank`` of each edge, where rank counts the earlier
+        edges of the same centre.
+    num_atoms : int
+        Number of atoms N.
+    width : int
+        Largest number of edges of any centre (at least 1).
+    """
+
+    index: torch.Tensor
+    num_atoms: int
+    width: int
+
+
+def group_by_center(edge_center: torch.Tensor, num_atoms: int) -> CenterGroups:
+    """Compute :class:`CenterGroups` for (E,) centre indices; edges need not be sorted."""
+    counts = torch.bincount(edge_center, minlength=num_atoms)
+    width = max(int(counts.max()), 1) if edge_center.numel() else 1
+    order = torch.argsort(edge_center, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    ranks_sorted = torch.arange(edge_center.numel(), device=edge_center.device)
+    ranks_sorted = ranks_sorted - starts[edge_center[order]]
+    ranks = torch.empty_like(ranks_sorted).scatter_(0, order, ranks_sorted)
+    return CenterGroups(edge_center * width + ranks, num_atoms, width)
 
 
 def tensor_product_paths(
@@ -34,8 +67,10 @@ class ChannelwiseTensorProduct(torch.nn.Module):
     (:math:`w_p`) when ``path_channel_coupling`` is False.
 
     The Clebsch-Gordan coefficients and weights are first contracted with the environment of
-    each *atom* (N << E), then gathered onto edges and contracted with the edge tensor, so the
-    cost per edge is u x dim1 x dim_out multiply-adds and no Python loop runs per path.
+    each *atom* (N << E) into a (u, dim1, dim_out) matrix per atom; the edges of each centre,
+    laid out densely, are then multiplied by that matrix in one batched matmul. The cost per
+    edge is u x dim1 x dim_out multiply-adds, nothing of size E x dim1 x dim_out is stored, and
+    no Python loop runs over paths, edges or atoms.
 
     Parameters
     ----------
@@ -86,7 +121,7 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         self.weights = torch.nn.Parameter(weights)
 
     def forward(
-        self, edge_tensor: torch.Tensor, env: torch.Tensor, edge_center: torch.Tensor
+        self, edge_tensor: torch.Tensor, env: torch.Tensor, groups: CenterGroups
     ) -> torch.Tensor:
         """Contract edge tensors with the environment of their centre atom.
 
@@ -96,8 +131,8 @@ class ChannelwiseTensorProduct(torch.nn.Module):
             (E, u, dim1) edge features V.
         env : torch.Tensor
             (N, u, dim2) per-atom environment Gamma.
-        edge_center : torch.Tensor
-            (E,) centre atom of each edge.
+        groups : CenterGroups
+            Slots of the edges grouped by centre atom.
 
         Returns
         -------
@@ -110,5 +145,10 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         else:
             weighted = torch.einsum("p,pabk->abk", self.weights, self.coefficients)
             per_atom = torch.einsum("nub,abk->nuak", env, weighted)
-        per_edge = torch.index_select(per_atom, 0, edge_center)
-        return (edge_tensor.unsqueeze(-1) * per_edge).sum(dim=-2)
+        num_atoms, width = groups.num_atoms, groups.width
+        channels, dim1 = edge_tensor.shape[1:]
+        padded = edge_tensor.new_zeros(num_atoms * width, channels, dim1)
+        padded = padded.index_copy(0, groups.index, edge_tensor)
+        padded = padded.view(num_atoms, width, channels, dim1).transpose(1, 2)
+        out = torch.matmul(padded, per_atom).transpose(1, 2)
+        return out.reshape(num_atoms * width, channels, -1).index_select(0, groups.index)
