@@ -6,7 +6,6 @@ import copy
 import os
 from collections.abc import Mapping
 
-import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
@@ -151,20 +150,28 @@ class AllegroCalculator(Calculator):
             atoms, self.species_map, self.model.r_max, self.cutoff_matrix, self.neighbor_list
         )
         outputs = compute_outputs(self.model, graph.to(self.device))
-        energy = outputs.energy.item()
+        n = len(atoms)
+        packed = torch.cat(
+            [
+                outputs.energies.detach().reshape(-1),
+                outputs.forces.detach().reshape(-1),
+                outputs.virial.detach().reshape(-1),
+                outputs.atom_virials.detach().reshape(-1),
+            ]
+        )
+        packed = packed.to("cpu", torch.float64).numpy()  # the one device-to-host copy
+        energies, forces = packed[:n], packed[n : 4 * n].reshape(n, 3)
+        virial, atom_virials = packed[4 * n : 4 * n + 9], packed[4 * n + 9 :]
+        energy = float(energies.sum())
         self.results = {
             "energy": energy,
             "free_energy": energy,
-            "energies": _numpy(outputs.energies),
-            "forces": _numpy(outputs.forces),
+            "energies": energies,
+            "forces": forces,
         }
         if periodic_volume:
             volume = abs(atoms.cell.volume)
-            self.results["stress"] = full_3x3_to_voigt_6_stress(-_numpy(outputs.virial) / volume)
+            self.results["stress"] = full_3x3_to_voigt_6_stress(-virial.reshape(3, 3) / volume)
             self.results["stresses"] = full_3x3_to_voigt_6_stress(
-                -_numpy(outputs.atom_virials) / volume
+                -atom_virials.reshape(n, 3, 3) / volume
             )
-
-
-def _numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().to("cpu", torch.float64).numpy()

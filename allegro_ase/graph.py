@@ -20,7 +20,7 @@ The neighbour list is *full*: every pair appears as (i, j) and (j, i).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
@@ -61,13 +61,22 @@ class AtomicGraph:
         return self.edge_index.shape[1]
 
     def to(self, device: torch.device | str) -> AtomicGraph:
-        """Return the same graph with every tensor on ``device`` (one copy each)."""
-        return replace(
-            self,
-            **{
-                name: getattr(self, name).to(device, non_blocking=True)
-                for name in ("pos", "atom_types", "cell", "edge_index", "cell_shifts")
-            },
+        """Return the graph on ``device`` in two transfers (one float64, one int64 buffer)."""
+        device = torch.device(device)
+        if self.pos.device == device:
+            return self
+        n, e = self.num_atoms, self.num_edges
+        floats = torch.cat(
+            [self.pos.reshape(-1), self.cell.reshape(-1), self.cell_shifts.reshape(-1)]
+        )
+        ints = torch.cat([self.atom_types, self.edge_index.reshape(-1)])
+        floats, ints = floats.to(device, non_blocking=True), ints.to(device, non_blocking=True)
+        return AtomicGraph(
+            pos=floats[: 3 * n].view(n, 3),
+            atom_types=ints[:n],
+            cell=floats[3 * n : 3 * n + 9].view(3, 3),
+            edge_index=ints[n:].view(2, e),
+            cell_shifts=floats[3 * n + 9 :].view(e, 3),
         )
 
 

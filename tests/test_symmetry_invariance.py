@@ -62,3 +62,25 @@ def test_energy_invariant_under_permutation(model, geometry):
     energy_p, forces_p, _ = _evaluate(model, permuted)
     assert abs(energy_p - energy) < F64_ATOL * max(1, abs(energy))
     np.testing.assert_allclose(forces_p, forces[order], atol=1e-10)
+
+
+def test_energy_independent_of_edge_order(model):
+    """The model sums over edges: shuffling the edge list changes nothing."""
+    import torch
+
+    from allegro_ase.conversion import SpeciesMap, atoms_to_graph
+    from allegro_ase.outputs import compute_outputs
+
+    atoms = GEOMETRIES["alloy"]()
+    graph = atoms_to_graph(atoms, SpeciesMap(model.type_names), model.r_max, model.cutoff_matrix)
+    order = torch.from_numpy(np.random.default_rng(3).permutation(graph.num_edges))
+    shuffled = type(graph)(
+        graph.pos,
+        graph.atom_types,
+        graph.cell,
+        graph.edge_index[:, order],
+        graph.cell_shifts[order],
+    )
+    expected, found = compute_outputs(model, graph), compute_outputs(model, shuffled)
+    assert abs(found.energy.item() - expected.energy.item()) < 1e-12
+    torch.testing.assert_close(found.forces, expected.forces, atol=1e-12, rtol=0)
