@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from ase import Atoms
 from conftest import GEOMETRIES
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from allegro_ase.neighbors import NEIGHBOR_LIST_BACKENDS, neighbor_list
 
@@ -78,3 +80,26 @@ def test_tiny_cutoff_gives_no_edges(backend):
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="Unknown neighbour-list backend 'ase'"):
         neighbor_list(np.zeros((1, 3)), np.eye(3), [True] * 3, 2.0, "ase")
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    lengths=st.lists(st.floats(2.0, 6.0), min_size=3, max_size=3),
+    tilt=st.lists(st.floats(-0.4, 0.4), min_size=3, max_size=3),
+    pbc=st.lists(st.booleans(), min_size=3, max_size=3),
+    fractions=st.lists(
+        st.lists(st.floats(-1.5, 2.5), min_size=3, max_size=3), min_size=1, max_size=6
+    ),
+    r_max=st.floats(1.0, 5.0),
+    backend=st.sampled_from(NEIGHBOR_LIST_BACKENDS),
+)
+def test_random_cells_match_brute_force(lengths, tilt, pbc, fractions, r_max, backend):
+    """Random triclinic cells, any pbc, unwrapped positions: same edges as brute force."""
+    cell = (
+        np.diag(lengths)
+        + np.array([[0, 0, 0], [tilt[0], 0, 0], [tilt[1], tilt[2], 0]]) * lengths[0]
+    )
+    pos = np.array(fractions) @ cell
+    edge_index, shifts = neighbor_list(pos, cell, pbc, r_max, backend)
+    found = {(int(i), int(j), *map(int, s)) for (i, j), s in zip(edge_index.T, shifts, strict=True)}
+    assert found == brute_force(pos, cell, pbc, r_max)
