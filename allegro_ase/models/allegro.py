@@ -95,16 +95,16 @@ class AllegroModel(torch.nn.Module):
 
         irreps_sh = o3.Irreps.spherical_harmonics(config.l_max, p=-1)
         self.spherical_harmonics = o3.SphericalHarmonics(irreps_sh, True, "component")
-        self.sh_weighter = WeightedChannels(irreps_sh, channels, config.weight_individual_irreps)
+        # spreads per-(channel, irrep) weights over spherical-harmonic components; no parameters
+        self.weighter = WeightedChannels(irreps_sh, channels, config.weight_individual_irreps)
         self.sh_embed_linear = ScalarMLP(
             scalars,
-            self.sh_weighter.weight_numel,
+            self.weighter.weight_numel,
             forward_weight_init=config.forward_normalize,
             dtype=dtype,
             generator=generator,
         )
-        self.env_weighter = WeightedChannels(irreps_sh, channels, config.weight_individual_irreps)
-        env_numel = self.env_weighter.weight_numel
+        env_numel = self.weighter.weight_numel
         self.first_layer_projection = ScalarMLP(
             scalars,
             scalars + env_numel,
@@ -200,7 +200,7 @@ class AllegroModel(torch.nn.Module):
         # two-body scalars and tensors
         scalar = self.scalar_embed_mlp(self.two_body_embed(radial, edge_types))
         sh = self.spherical_harmonics(edge_vec).to(dtype)
-        tensors = self.sh_weighter(sh, self.sh_embed_linear(scalar))
+        tensors = self.weighter(sh, self.sh_embed_linear(scalar))
 
         # Allegro layers
         norm = self.neighbor_norm[atom_types]
@@ -209,7 +209,7 @@ class AllegroModel(torch.nn.Module):
         features = [projection[:, :num_scalars]]
         env_weights = projection[:, num_scalars:]
         for tensor_product, latent in zip(self.tensor_products, self.latents, strict=True):
-            env_edges = self.env_weighter(sh, env_weights)
+            env_edges = self.weighter(sh, env_weights)
             env = torch.zeros((num_atoms, *env_edges.shape[1:]), dtype=dtype, device=sh.device)
             env = env.index_add(0, center, env_edges) * norm.view(-1, 1, 1)
             tensors = tensor_product(tensors, env, groups)
