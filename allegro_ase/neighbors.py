@@ -91,7 +91,7 @@ def _search_box(
     for axis, normal in zip(np.flatnonzero(~pbc), complement, strict=True):
         height = pos @ normal if len(pos) else np.zeros(1)
         search_cell[axis] = normal * (height.max() - height.min() + 2 * margin)
-        search_pos += np.outer(np.ones(len(pos)), normal) * (margin - height.min())
+        search_pos += normal * (margin - height.min())
     return search_pos, search_cell
 
 

@@ -13,9 +13,10 @@ PAIRS = [("Cu", "Cu"), ("Cu", "Au"), ("Au", "H")]
 
 
 def _dimer(model, first, second, distance):
+    """Per-atom energies (eV) and forces (eV/Å) of a dimer along x."""
     atoms = Atoms([first, second], positions=[[0, 0, 0], [distance, 0, 0]])
     atoms.calc = calc_for(model)
-    return atoms.get_potential_energy(), atoms.get_forces()
+    return atoms.get_potential_energies(), atoms.get_forces()
 
 
 @pytest.mark.parametrize("pair", PAIRS)
@@ -37,18 +38,12 @@ def test_energy_continuous_across_cutoff(model, pair):
     cutoffs = model.cutoff_matrix
     i, j = (model.type_names.index(s) for s in pair)
     for center, r_c in ((0, cutoffs[i, j].item()), (1, cutoffs[j, i].item())):
-        below = _dimer_energies(model, *pair, r_c - 1e-5)[center]
-        above = _dimer_energies(model, *pair, r_c + 1e-5)[center]
+        below = _dimer(model, *pair, r_c - 1e-5)[0][center]
+        above = _dimer(model, *pair, r_c + 1e-5)[0][center]
         assert abs(below - above) < 1e-10
     r_far = max(cutoffs[i, j].item(), cutoffs[j, i].item())
-    below = _dimer_energies(model, *pair, r_far - 1e-5).sum()
-    assert abs(below - _dimer_energies(model, *pair, r_far + 1e-5).sum()) < 1e-10
-
-
-def _dimer_energies(model, first, second, distance):
-    atoms = Atoms([first, second], positions=[[0, 0, 0], [distance, 0, 0]])
-    atoms.calc = calc_for(model)
-    return atoms.get_potential_energies()
+    below = _dimer(model, *pair, r_far - 1e-5)[0].sum()
+    assert abs(below - _dimer(model, *pair, r_far + 1e-5)[0].sum()) < 1e-10
 
 
 def test_force_is_smooth_approaching_cutoff(default_model):
