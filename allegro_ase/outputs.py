@@ -71,18 +71,11 @@ def compute_outputs(
     edge_vec = edge_vec.detach().requires_grad_(True)
     energies = model(edge_vec, graph.edge_index, graph.atom_types)
     energy = energies.sum()
-    if graph.num_edges:
-        (edge_grad,) = torch.autograd.grad(energy, edge_vec, create_graph=create_graph)
-    else:
-        edge_grad = torch.zeros_like(edge_vec)
-    center, neighbor = graph.edge_index
-    forces = torch.zeros_like(graph.pos).index_add(0, center, edge_grad)
-    forces = forces.index_add(0, neighbor, -edge_grad)
-
-    vec = edge_vec if create_graph else edge_vec.detach()
-    edge_virial = -vec.unsqueeze(-1) * edge_grad.unsqueeze(-2)
-    edge_virial = 0.5 * (edge_virial + edge_virial.transpose(-1, -2))
+    edge_grad = edge_gradients(energy, edge_vec, create_graph)
+    forces = forces_from_edge_gradients(edge_grad, graph.edge_index, graph.num_atoms)
+    edge_virial = edge_virials(edge_vec if create_graph else edge_vec.detach(), edge_grad)
     half = 0.5 * edge_virial
+    center, neighbor = graph.edge_index
     atom_virials = torch.zeros(graph.num_atoms, 3, 3, dtype=edge_vec.dtype, device=edge_vec.device)
     atom_virials = atom_virials.index_add(0, center, half).index_add(0, neighbor, half)
     return Outputs(
@@ -92,3 +85,28 @@ def compute_outputs(
         virial=edge_virial.sum(0),
         atom_virials=atom_virials,
     )
+
+
+def edge_gradients(
+    energy: torch.Tensor, edge_vec: torch.Tensor, create_graph: bool = False
+) -> torch.Tensor:
+    """(E, 3) gradient of a scalar ``energy`` (eV) with respect to ``edge_vec`` (Å)."""
+    if edge_vec.shape[0] == 0:
+        return torch.zeros_like(edge_vec)
+    (edge_grad,) = torch.autograd.grad(energy, edge_vec, create_graph=create_graph)
+    return edge_grad
+
+
+def forces_from_edge_gradients(
+    edge_grad: torch.Tensor, edge_index: torch.Tensor, num_atoms: int
+) -> torch.Tensor:
+    """(N, 3) forces in eV/Å from (E, 3) edge gradients: +g on the centre, -g on the neighbour."""
+    center, neighbor = edge_index
+    forces = torch.zeros(num_atoms, 3, dtype=edge_grad.dtype, device=edge_grad.device)
+    return forces.index_add(0, center, edge_grad).index_add(0, neighbor, -edge_grad)
+
+
+def edge_virials(edge_vec: torch.Tensor, edge_grad: torch.Tensor) -> torch.Tensor:
+    """(E, 3, 3) symmetric per-edge virials -sym(r_ij ⊗ g_ij) in eV; they sum to W."""
+    virial = -edge_vec.unsqueeze(-1) * edge_grad.unsqueeze(-2)
+    return 0.5 * (virial + virial.transpose(-1, -2))

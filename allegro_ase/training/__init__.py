@@ -1,0 +1,21 @@
+"""Training Allegro and NequIP models on labelled frames (``allegro-ase train CONFIG``)."""
+
+from .config import TrainConfig
+from .data import LabelledGraph, frame_to_graph, join, split_indices
+from .evaluation import ErrorMetrics, evaluate, predict
+from .trainer import PreparedData, Trainer, prepare, train
+
+__all__ = [
+    "ErrorMetrics",
+    "LabelledGraph",
+    "PreparedData",
+    "TrainConfig",
+    "Trainer",
+    "evaluate",
+    "frame_to_graph",
+    "join",
+    "predict",
+    "prepare",
+    "split_indices",
+    "train",
+]

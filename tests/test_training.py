@@ -1,0 +1,217 @@
+"""Training: data statistics, batched predictions, reproducibility and resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from conftest import GEOMETRIES, make_model
+
+from allegro_ase.conversion import SpeciesMap, atoms_to_graph
+from allegro_ase.datasets import Frame, FrameWriter, write_extxyz
+from allegro_ase.outputs import compute_outputs
+from allegro_ase.training import TrainConfig, Trainer, frame_to_graph, join, predict, prepare
+from allegro_ase.training.data import split_indices
+from allegro_ase.training.statistics import avg_num_neighbors, force_rms, per_type_energy_shifts
+
+MODEL = dict(
+    r_max=4.0,
+    l_max=1,
+    num_layers=1,
+    num_scalar_features=8,
+    num_tensor_features=2,
+    num_bessels=4,
+    scalar_embed_mlp_hidden_layers_width=8,
+    allegro_mlp_hidden_layers_width=8,
+    readout_mlp_hidden_layers_width=4,
+)
+
+
+def emt_frames(count: int, seed: int = 0) -> list[Frame]:
+    """Rattled, strained 8-atom Cu/Au cells labelled by EMT (energy, forces, stress)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k in range(count):
+        atoms = bulk("Cu", "fcc", a=3.7, cubic=True) * (2, 1, 1)
+        atoms.numbers[rng.random(len(atoms)) < 0.4] = 79
+        atoms.set_cell(atoms.cell * (1 + 0.02 * rng.standard_normal()), scale_atoms=True)
+        atoms.rattle(0.1, seed=seed * 1000 + k)
+        atoms.calc = EMT()
+        atoms.get_stress()
+        frames.append(Frame.from_atoms(atoms, "bulk"))
+    return frames
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "emt.h5"
+    with FrameWriter(path, "EMT") as writer:
+        writer.append(emt_frames(24))
+    return path
+
+
+def config_for(dataset, out, **changes) -> TrainConfig:
+    values = dict(
+        dataset=str(dataset),
+        output_dir=str(out),
+        seed=3,
+        split={"train": 16, "val": 4},
+        model=MODEL,
+        loss={"energy_per_atom": 1.0, "forces": 1.0, "stress": 1.0},
+        batch_size=4,
+        max_epochs=3,
+        device="cpu",
+    )
+    values.update(changes)
+    return TrainConfig.from_dict(values)
+
+
+def test_split_is_disjoint_complete_and_seeded():
+    split = split_indices(50, 0.6, 10, seed=5)
+    assert [len(split[k]) for k in ("train", "val", "test")] == [30, 10, 10]
+    assert sorted(split["train"] + split["val"] + split["test"]) == list(range(50))
+    assert split == split_indices(50, 0.6, 10, seed=5)
+    assert split != split_indices(50, 0.6, 10, seed=6)
+    with pytest.raises(ValueError, match="does not fit"):
+        split_indices(10, 8, 5, seed=0)
+
+
+def test_least_squares_shifts_recover_per_type_energies():
+    frames = emt_frames(6)
+    true = {"Cu": -3.25, "Au": -4.5}
+    for frame in frames:
+        frame.energy = sum(true["Cu" if z == 29 else "Au"] for z in frame.numbers)
+    graphs = [frame_to_graph(f, SpeciesMap(["Cu", "Au"]), 4.0) for f in frames]
+    shifts = per_type_energy_shifts(graphs, ["Cu", "Au"])
+    assert shifts == pytest.approx(true, abs=1e-10)
+
+
+def test_force_rms_and_neighbour_count():
+    frames = emt_frames(3)
+    graphs = [frame_to_graph(f, SpeciesMap(["Cu", "Au"]), 4.0) for f in frames]
+    all_forces = np.concatenate([f.forces for f in frames])
+    assert force_rms(graphs) == pytest.approx(np.sqrt((all_forces**2).mean()))
+    from ase.neighborlist import neighbor_list
+
+    pairs = sum(len(neighbor_list("i", f.to_atoms(), 4.0)) for f in frames)
+    assert avg_num_neighbors(graphs) == pytest.approx(pairs / sum(len(f.numbers) for f in frames))
+
+
+def test_batched_prediction_equals_single_structure_outputs():
+    model = make_model(l_max=1)
+    species_map = SpeciesMap(["Cu", "Au", "H"])
+    structures = [GEOMETRIES[name]() for name in ("alloy", "triclinic", "slab", "cluster")]
+    frames = []
+    for atoms in structures:
+        frames.append(
+            Frame(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc, 0.0,
+                  np.zeros((len(atoms), 3)), np.zeros((3, 3)))
+        )
+    batch = join([frame_to_graph(f, species_map, model.config.r_max) for f in frames])
+    prediction = predict(model, batch, create_graph=False)
+    start = 0
+    for k, atoms in enumerate(structures):
+        single = compute_outputs(model, atoms_to_graph(atoms, species_map, model.config.r_max))
+        n = len(atoms)
+        torch.testing.assert_close(prediction.energy[k], single.energy, rtol=0, atol=1e-10)
+        torch.testing.assert_close(prediction.forces[start : start + n], single.forces, rtol=0, atol=1e-10)
+        torch.testing.assert_close(prediction.virial[k], single.virial, rtol=0, atol=1e-10)
+        start += n
+
+
+def test_prepare_fills_model_statistics(dataset, tmp_path):
+    data = prepare(config_for(dataset, tmp_path))
+    config = data.model_config
+    assert config["type_names"] == ["Cu", "Au"]  # ordered by atomic number
+    assert set(config["per_type_energy_shifts"]) == {"Cu", "Au"}
+    assert config["avg_num_neighbors"] > 10
+    assert config["per_type_energy_scales"] == pytest.approx(force_rms(data.graphs["train"]))
+    assert [len(data.graphs[k]) for k in ("train", "val", "test")] == [16, 4, 4]
+
+
+def test_training_lowers_validation_error_and_writes_its_files(dataset, tmp_path):
+    config = config_for(dataset, tmp_path, max_epochs=12, optimizer={"lr": 0.01})
+    summary = Trainer(config, progress=False).fit()
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    first, last = (dict(zip(header, row.split(","), strict=False)) for row in (rows[1], rows[-1]))
+    assert float(last["val_forces_mae"]) < 0.7 * float(first["val_forces_mae"])
+    assert len(rows) == 13
+    assert json.loads((tmp_path / "metrics.json").read_text()) == summary
+    split = json.loads((tmp_path / "split.json").read_text())
+    assert split["num_frames"] == 24 and len(split["test"]) == 4
+    assert set(summary["test"]) >= {"energy_per_atom_mae", "forces_rmse", "stress_mae"}
+    assert (tmp_path / "model.pt").exists()
+
+
+def test_same_config_and_seed_give_the_same_model(dataset, tmp_path):
+    states = []
+    for name in ("a", "b"):
+        Trainer(config_for(dataset, tmp_path / name), progress=False).fit()
+        states.append(torch.load(tmp_path / name / "trainer_state.pt", weights_only=True)["ema"])
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_resumed_run_matches_an_uninterrupted_one(dataset, tmp_path):
+    Trainer(config_for(dataset, tmp_path / "whole", max_epochs=3), progress=False).fit()
+    Trainer(config_for(dataset, tmp_path / "cut", max_epochs=2), progress=False).fit()
+    Trainer(config_for(dataset, tmp_path / "cut", max_epochs=3), progress=False).fit()
+    whole, cut = (
+        torch.load(tmp_path / name / "trainer_state.pt", weights_only=True)
+        for name in ("whole", "cut")
+    )
+    for key in ("model", "ema", "optimizer"):
+        flat = lambda d: torch.cat([v.reshape(-1).double() for v in _tensors(d)])  # noqa: E731
+        assert torch.equal(flat(whole[key]), flat(cut[key])), key
+    assert len((tmp_path / "cut" / "metrics.csv").read_text().splitlines()) == 4
+
+
+def _tensors(tree):
+    if isinstance(tree, torch.Tensor):
+        yield tree
+    elif isinstance(tree, dict):
+        for key in sorted(tree, key=str):
+            yield from _tensors(tree[key])
+    elif isinstance(tree, list | tuple):
+        for item in tree:
+            yield from _tensors(item)
+
+
+def test_output_dir_of_another_run_is_refused(dataset, tmp_path):
+    Trainer(config_for(dataset, tmp_path, max_epochs=1), progress=False).fit()
+    other = config_for(dataset, tmp_path, max_epochs=1, seed=4)
+    with pytest.raises(RuntimeError, match="different"):
+        Trainer(other, progress=False).fit()
+
+
+def test_extxyz_dataset_trains_like_hdf5(dataset, tmp_path):
+    from allegro_ase.datasets import read_hdf5
+
+    xyz = tmp_path / "emt.extxyz"
+    write_extxyz(read_hdf5(dataset), xyz)
+    from_h5 = prepare(config_for(dataset, tmp_path / "h5"))
+    from_xyz = prepare(config_for(xyz, tmp_path / "xyz"))
+    h5_config, xyz_config = from_h5.model_config, from_xyz.model_config
+    for key, value in h5_config.items():
+        assert xyz_config[key] == (pytest.approx(value, rel=1e-9) if isinstance(value, float) else value)
+    assert from_h5.splits == from_xyz.splits
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"learning_rate": 1.0}, "Unknown keys in training config"),
+        ({"loss": {"energy": 1.0}}, "Unknown keys in loss"),
+        ({"optimizer": {"name": "sgd"}}, "adam or adamw"),
+        ({"model": {"l_max": 1}}, "r_max"),
+    ],
+)
+def test_bad_configs_are_refused_with_their_key(tmp_path, changes, message):
+    values = dict(dataset="x.h5", output_dir=str(tmp_path), model={"r_max": 4.0})
+    values.update(changes)
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_dict(values)
