@@ -96,11 +96,13 @@ class Frame:
             energy=float(calc.results["energy"]),
             forces=np.array(calc.results["forces"]),
             stress=stress,
-            config_type=config_type if config_type is not None else atoms.info.get("config_type", ""),
+            config_type=config_type
+            if config_type is not None
+            else atoms.info.get("config_type", ""),
         )
 
     def to_atoms(self) -> Atoms:
-        """An ``Atoms`` with a ``SinglePointCalculator`` holding the labels."""
+        """Return an ``Atoms`` whose ``SinglePointCalculator`` holds the labels."""
         atoms = Atoms(numbers=self.numbers, positions=self.positions, cell=self.cell, pbc=self.pbc)
         atoms.info["config_type"] = self.config_type
         results = {"energy": self.energy, "forces": np.asarray(self.forces, dtype=np.float64)}
@@ -151,7 +153,11 @@ class FrameWriter:
         )
         for name, (dtype, shape) in {**_PER_ATOM, **_PER_FRAME}.items():
             self._file.create_dataset(
-                name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype, chunks=True,
+                name,
+                shape=(0, *shape),
+                maxshape=(None, *shape),
+                dtype=dtype,
+                chunks=True,
                 compression="gzip" if shape else None,
             )
 
@@ -207,7 +213,7 @@ def read_hdf5(path: str | Path) -> list[Frame]:
         columns = {name: f[name][()] for name in {**_PER_ATOM, **_PER_FRAME}}
     bounds = np.concatenate([[0], np.cumsum(columns["n_atoms"])])
     frames = []
-    for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+    for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=False)):
         stress = columns["stress"][i]
         frames.append(
             Frame(
@@ -225,7 +231,7 @@ def read_hdf5(path: str | Path) -> list[Frame]:
 
 
 def read_attributes(path: str | Path) -> dict:
-    """The file attributes: ``method``, ``metadata`` (decoded) and the frame count."""
+    """Return the file attributes: ``method``, ``metadata`` (decoded) and the frame count."""
     with h5py.File(path, "r") as f:
         return {
             "method": str(f.attrs["method"]),

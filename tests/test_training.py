@@ -108,8 +108,15 @@ def test_batched_prediction_equals_single_structure_outputs():
     frames = []
     for atoms in structures:
         frames.append(
-            Frame(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc, 0.0,
-                  np.zeros((len(atoms), 3)), np.zeros((3, 3)))
+            Frame(
+                atoms.numbers,
+                atoms.positions,
+                atoms.cell.array,
+                atoms.pbc,
+                0.0,
+                np.zeros((len(atoms), 3)),
+                np.zeros((3, 3)),
+            )
         )
     batch = join([frame_to_graph(f, species_map, model.config.r_max) for f in frames])
     prediction = predict(model, batch, create_graph=False)
@@ -118,7 +125,9 @@ def test_batched_prediction_equals_single_structure_outputs():
         single = compute_outputs(model, atoms_to_graph(atoms, species_map, model.config.r_max))
         n = len(atoms)
         torch.testing.assert_close(prediction.energy[k], single.energy, rtol=0, atol=1e-10)
-        torch.testing.assert_close(prediction.forces[start : start + n], single.forces, rtol=0, atol=1e-10)
+        torch.testing.assert_close(
+            prediction.forces[start : start + n], single.forces, rtol=0, atol=1e-10
+        )
         torch.testing.assert_close(prediction.virial[k], single.virial, rtol=0, atol=1e-10)
         start += n
 
@@ -197,7 +206,9 @@ def test_extxyz_dataset_trains_like_hdf5(dataset, tmp_path):
     from_xyz = prepare(config_for(xyz, tmp_path / "xyz"))
     h5_config, xyz_config = from_h5.model_config, from_xyz.model_config
     for key, value in h5_config.items():
-        assert xyz_config[key] == (pytest.approx(value, rel=1e-9) if isinstance(value, float) else value)
+        assert xyz_config[key] == (
+            pytest.approx(value, rel=1e-9) if isinstance(value, float) else value
+        )
     assert from_h5.splits == from_xyz.splits
 
 

@@ -113,7 +113,9 @@ class TrainConfig:
         if self.optimizer.name not in {"adam", "adamw"}:
             raise ValueError(f"optimizer.name must be adam or adamw, got {self.optimizer.name!r}.")
         if self.schedule.name not in {"plateau", "cosine"}:
-            raise ValueError(f"schedule.name must be plateau or cosine, got {self.schedule.name!r}.")
+            raise ValueError(
+                f"schedule.name must be plateau or cosine, got {self.schedule.name!r}."
+            )
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}.")
         if self.batch_size < 1 or self.max_epochs < 1:

@@ -66,9 +66,7 @@ class LabelledGraph:
 
     def to(self, device: torch.device) -> LabelledGraph:
         """Return the same batch on ``device``."""
-        return LabelledGraph(
-            **{f: getattr(self, f).to(device) for f in self.__dataclass_fields__}
-        )
+        return LabelledGraph(**{f: getattr(self, f).to(device) for f in self.__dataclass_fields__})
 
 
 def frame_to_graph(frame: Frame, species_map: SpeciesMap, r_max: float) -> LabelledGraph:
@@ -96,7 +94,9 @@ def join(graphs: Sequence[LabelledGraph]) -> LabelledGraph:
     frame_offsets = np.cumsum([0] + [g.num_frames for g in graphs[:-1]])
     return LabelledGraph(
         edge_vec=torch.cat([g.edge_vec for g in graphs]),
-        edge_index=torch.cat([g.edge_index + int(o) for g, o in zip(graphs, atom_offsets, strict=False)], dim=1),
+        edge_index=torch.cat(
+            [g.edge_index + int(o) for g, o in zip(graphs, atom_offsets, strict=False)], dim=1
+        ),
         atom_types=torch.cat([g.atom_types for g in graphs]),
         batch=torch.cat([g.batch + int(o) for g, o in zip(graphs, frame_offsets, strict=False)]),
         energy=torch.cat([g.energy for g in graphs]),
@@ -107,9 +107,7 @@ def join(graphs: Sequence[LabelledGraph]) -> LabelledGraph:
     )
 
 
-def split_indices(
-    num_frames: int, train: float, val: float, seed: int
-) -> dict[str, list[int]]:
+def split_indices(num_frames: int, train: float, val: float, seed: int) -> dict[str, list[int]]:
     """Disjoint train/val/test frame indices drawn by ``seed``.
 
     ``train`` and ``val`` are counts when >= 1, else fractions of ``num_frames``; the test set

@@ -47,7 +47,9 @@ def loss_terms(
     }
     if weights.stress:
         labelled = batch.has_stress
-        stress_error = (prediction.virial - batch.virial)[labelled] / batch.volume[labelled, None, None]
+        stress_error = (prediction.virial - batch.virial)[labelled] / batch.volume[
+            labelled, None, None
+        ]
         terms["stress"] = (stress_error**2).mean() if bool(labelled.any()) else stress_error.sum()
     terms["total"] = sum(getattr(weights, name) * value for name, value in terms.items())
     return terms
@@ -60,7 +62,11 @@ class ErrorMetrics:
     """
 
     def __init__(self):
-        self.reference: dict[str, list[np.ndarray]] = {"energy_per_atom": [], "forces": [], "stress": []}
+        self.reference: dict[str, list[np.ndarray]] = {
+            "energy_per_atom": [],
+            "forces": [],
+            "stress": [],
+        }
         self.predicted: dict[str, list[np.ndarray]] = {key: [] for key in self.reference}
 
     def add(self, prediction: Prediction, batch: LabelledGraph) -> None:

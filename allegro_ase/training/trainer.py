@@ -90,7 +90,9 @@ class Trainer:
         Show a tqdm progress bar with the running losses.
     """
 
-    def __init__(self, config: TrainConfig, data: PreparedData | None = None, progress: bool = True):
+    def __init__(
+        self, config: TrainConfig, data: PreparedData | None = None, progress: bool = True
+    ):
         self.config = config
         self.out = Path(config.output_dir)
         self.device = resolve_device(config.device)
@@ -99,7 +101,9 @@ class Trainer:
         self.model = build_model(config.architecture, self.data.model_config).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[config.optimizer.name]
+        optimizer_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[
+            config.optimizer.name
+        ]
         self.optimizer = optimizer_class(
             params, lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay
         )
@@ -130,11 +134,19 @@ class Trainer:
         size = self.config.batch_size
         batches = [order[i : i + size] for i in range(0, len(order), size)]
         sums: dict[str, float] = {}
-        bar = tqdm(batches, desc=f"epoch {self.epoch + 1}", disable=None if self.progress else True, leave=False, mininterval=2.0)
+        bar = tqdm(
+            batches,
+            desc=f"epoch {self.epoch + 1}",
+            disable=None if self.progress else True,
+            leave=False,
+            mininterval=2.0,
+        )
         self.model.train()
         for k, indices in enumerate(bar, start=1):
             batch = join([train[i] for i in indices]).to(self.device)
-            terms = loss_terms(predict(self.model, batch, create_graph=True), batch, self.config.loss)
+            terms = loss_terms(
+                predict(self.model, batch, create_graph=True), batch, self.config.loss
+            )
             self.optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
             if self.config.grad_clip_norm:
@@ -143,7 +155,9 @@ class Trainer:
             self.update_ema()
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value.item()
-            bar.set_postfix(loss=f"{sums['total'] / k:.3g}", f_rmse=f"{1e3 * (sums['forces'] / k) ** 0.5:.1f}")
+            bar.set_postfix(
+                loss=f"{sums['total'] / k:.3g}", f_rmse=f"{1e3 * (sums['forces'] / k) ** 0.5:.1f}"
+            )
         return {f"train_{name}": value / len(batches) for name, value in sums.items()}
 
     def update_ema(self) -> None:
@@ -225,7 +239,9 @@ class Trainer:
         }
         for name in ("val", "test"):
             if self.data.graphs[name]:
-                metrics = evaluate(best, self.data.graphs[name], self.config.batch_size, self.device)
+                metrics = evaluate(
+                    best, self.data.graphs[name], self.config.batch_size, self.device
+                )
                 summary[name] = metrics.summary()
         (self.out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary
@@ -272,7 +288,9 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "shuffle": self.shuffle.get_state(),
-            "counters": torch.tensor([self.epoch, self.step, self.best["epoch"], self.bad_epochs, int(self.finished)]),
+            "counters": torch.tensor(
+                [self.epoch, self.step, self.best["epoch"], self.bad_epochs, int(self.finished)]
+            ),
             "floats": torch.tensor([self.best["val_loss"], self.elapsed], dtype=torch.float64),
         }
         partial = self.out / (STATE_FILE + ".partial")
@@ -305,8 +323,16 @@ class Trainer:
     @staticmethod
     def describe(row: dict) -> str:
         """One log line per epoch."""
-        parts = [f"epoch {row['epoch']:4d}", f"lr {row['lr']:.2e}", f"train {row['train_total']:.3e}"]
-        for key, unit in (("energy_per_atom", "meV/atom"), ("forces", "meV/Å"), ("stress", "meV/Å³")):
+        parts = [
+            f"epoch {row['epoch']:4d}",
+            f"lr {row['lr']:.2e}",
+            f"train {row['train_total']:.3e}",
+        ]
+        for key, unit in (
+            ("energy_per_atom", "meV/atom"),
+            ("forces", "meV/Å"),
+            ("stress", "meV/Å³"),
+        ):
             if f"val_{key}_mae" in row:
                 parts.append(f"val {key} MAE {row[f'val_{key}_mae']:.2f} {unit}")
         parts.append(f"{row['elapsed_s']:.0f} s")
@@ -316,4 +342,3 @@ class Trainer:
 def train(config: TrainConfig, progress: bool = True) -> dict:
     """Prepare, train (or resume) and summarise one run; returns the metrics.json summary."""
     return Trainer(config, progress=progress).fit()
-
