@@ -8,9 +8,12 @@ import torch
 
 from .allegro import AllegroModel
 from .config import DTYPES, AllegroConfig
+from .nequip import NequIPModel
+from .nequip_config import NequIPConfig
 
 ARCHITECTURES: dict[str, tuple[type, type[torch.nn.Module]]] = {
     "allegro": (AllegroConfig, AllegroModel),
+    "nequip": (NequIPConfig, NequIPModel),
 }
 
 
@@ -35,7 +38,8 @@ def build_model(architecture: str, config: dict[str, Any]) -> torch.nn.Module:
 def with_dtype(model: torch.nn.Module, dtype: str | torch.dtype) -> torch.nn.Module:
     """Return ``model`` if it already has ``dtype``, else a copy with weights cast to ``dtype``.
 
-    Float64 quantities (energy shifts and scales, cutoffs, Bessel frequencies) stay float64.
+    Float64 quantities (energy shifts and scales, cutoffs, Bessel frequencies) stay float64;
+    constants that are not saved (e.g. Clebsch-Gordan coefficients) are recomputed in ``dtype``.
     """
     names = {value: key for key, value in DTYPES.items()}
     name = dtype if isinstance(dtype, str) else names.get(dtype)
@@ -52,6 +56,8 @@ __all__ = [
     "ARCHITECTURES",
     "AllegroConfig",
     "AllegroModel",
+    "NequIPConfig",
+    "NequIPModel",
     "architecture_of",
     "build_model",
     "with_dtype",

@@ -1,19 +1,110 @@
-"""Typed, validated hyperparameters of the Allegro model."""
+"""Typed, validated hyperparameters of the Allegro model, and what all model configs share."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import torch
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+def cutoff_matrix(
+    type_names: tuple[str, ...],
+    r_max: float,
+    per_edge_type_cutoff: Mapping[str, float | Mapping[str, float]] | None,
+) -> torch.Tensor:
+    """(T, T) float64 cutoffs, row = centre type, column = neighbour type (Å).
+
+    ``per_edge_type_cutoff`` gives cutoffs by centre type, then optionally by neighbour type,
+    e.g. ``{"H": 3.0, "C": {"H": 4.0}}``; missing entries use ``r_max``; values <= ``r_max``.
+    """
+    names = type_names
+    matrix = torch.full((len(names), len(names)), float(r_max), dtype=torch.float64)
+    for center, entry in (per_edge_type_cutoff or {}).items():
+        if center not in names:
+            raise ValueError(f"per_edge_type_cutoff names unknown type {center!r}.")
+        row = entry if isinstance(entry, Mapping) else dict.fromkeys(names, entry)
+        for neighbor, value in row.items():
+            if neighbor not in names:
+                raise ValueError(f"per_edge_type_cutoff names unknown type {neighbor!r}.")
+            if not 0 < float(value) <= r_max:
+                raise ValueError(
+                    f"per_edge_type_cutoff[{center!r}][{neighbor!r}] = {value} must lie in "
+                    f"(0, r_max = {r_max}]."
+                )
+            matrix[names.index(center), names.index(neighbor)] = float(value)
+    return matrix
+
+
+class ModelConfig:
+    """What every architecture's frozen config dataclass shares.
+
+    Subclasses are frozen dataclasses with at least ``type_names``, ``r_max``, ``l_max``,
+    ``num_layers``, ``avg_num_neighbors``, ``per_edge_type_cutoff``, ``model_dtype`` and
+    ``seed``; ``_check_common`` validates those fields.
+    """
+
+    label: ClassVar[str] = "model"
+
+    def _check_common(self) -> None:
+        object.__setattr__(self, "type_names", tuple(self.type_names))
+        names = self.type_names
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"type_names must be non-empty and unique, got {list(names)}.")
+        if not self.r_max > 0:
+            raise ValueError(f"r_max must be positive, got {self.r_max}.")
+        if self.l_max < 0 or self.num_layers < 1:
+            raise ValueError(
+                f"Need l_max >= 0 and num_layers >= 1, got {self.l_max}, {self.num_layers}."
+            )
+        if self.model_dtype not in DTYPES:
+            raise ValueError(
+                f"model_dtype must be one of {list(DTYPES)}, got {self.model_dtype!r}."
+            )
+        averages = self.avg_num_neighbors
+        values = averages.values() if isinstance(averages, Mapping) else [averages]
+        if isinstance(averages, Mapping) and set(averages) != set(names):
+            raise ValueError(f"avg_num_neighbors must name every type of {list(names)}.")
+        if not all(float(v) > 0 for v in values):
+            raise ValueError(f"avg_num_neighbors must be positive, got {averages}.")
+        self.cutoff_matrix()  # validates per_edge_type_cutoff
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The torch dtype of the model weights."""
+        return DTYPES[self.model_dtype]
+
+    def cutoff_matrix(self) -> torch.Tensor:
+        """(T, T) float64 cutoffs, row = centre type, column = neighbour type (Å)."""
+        return cutoff_matrix(self.type_names, self.r_max, self.per_edge_type_cutoff)
+
+    def replace(self, **changes: Any) -> Self:
+        """Return a copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary of every field."""
+        out = dataclasses.asdict(self)
+        return {key: list(val) if isinstance(val, tuple) else val for key, val in out.items()}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Self:
+        """Build from a dictionary, rejecting unknown keys with their names."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown {cls.label} config keys {unknown}; valid keys are {sorted(known)}."
+            )
+        return cls(**values)
+
+
 @dataclass(frozen=True, kw_only=True)
-class AllegroConfig:
+class AllegroConfig(ModelConfig):
     """Hyperparameters of :class:`~allegro_ase.models.AllegroModel`.
 
     Defaults follow the reference ``nequip-allegro`` 0.8 builder. Lengths in Å, energies in eV.
@@ -89,77 +180,14 @@ class AllegroConfig:
     model_dtype: str = "float32"
     seed: int = 0
 
+    label: ClassVar[str] = "Allegro"
+
     def __post_init__(self):
-        object.__setattr__(self, "type_names", tuple(self.type_names))
-        names = self.type_names
-        if not names or len(set(names)) != len(names):
-            raise ValueError(f"type_names must be non-empty and unique, got {list(names)}.")
-        if not self.r_max > 0:
-            raise ValueError(f"r_max must be positive, got {self.r_max}.")
-        if self.l_max < 0 or self.num_layers < 1:
-            raise ValueError(
-                f"Need l_max >= 0 and num_layers >= 1, got {self.l_max}, {self.num_layers}."
-            )
-        if self.model_dtype not in DTYPES:
-            raise ValueError(
-                f"model_dtype must be one of {list(DTYPES)}, got {self.model_dtype!r}."
-            )
+        self._check_common()
         if self.embed_dim % 2:
             raise ValueError(f"radial_chemical_embed_dim must be even, got {self.embed_dim}.")
-        averages = self.avg_num_neighbors
-        values = averages.values() if isinstance(averages, Mapping) else [averages]
-        if isinstance(averages, Mapping) and set(averages) != set(names):
-            raise ValueError(f"avg_num_neighbors must name every type of {list(names)}.")
-        if not all(float(v) > 0 for v in values):
-            raise ValueError(f"avg_num_neighbors must be positive, got {averages}.")
-        self.cutoff_matrix()  # validates per_edge_type_cutoff
 
     @property
     def embed_dim(self) -> int:
         """Size of the two-body embedding."""
         return self.radial_chemical_embed_dim or self.num_scalar_features
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The torch dtype of the model weights."""
-        return DTYPES[self.model_dtype]
-
-    def cutoff_matrix(self) -> torch.Tensor:
-        """(T, T) float64 cutoffs, row = centre type, column = neighbour type (Å)."""
-        names = self.type_names
-        matrix = torch.full((len(names), len(names)), float(self.r_max), dtype=torch.float64)
-        for center, entry in (self.per_edge_type_cutoff or {}).items():
-            if center not in names:
-                raise ValueError(f"per_edge_type_cutoff names unknown type {center!r}.")
-            row = entry if isinstance(entry, Mapping) else dict.fromkeys(names, entry)
-            for neighbor, value in row.items():
-                if neighbor not in names:
-                    raise ValueError(f"per_edge_type_cutoff names unknown type {neighbor!r}.")
-                if not 0 < float(value) <= self.r_max:
-                    raise ValueError(
-                        f"per_edge_type_cutoff[{center!r}][{neighbor!r}] = {value} must lie in "
-                        f"(0, r_max = {self.r_max}]."
-                    )
-                matrix[names.index(center), names.index(neighbor)] = float(value)
-        return matrix
-
-    def replace(self, **changes: Any) -> AllegroConfig:
-        """Return a copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary of every field."""
-        out = dataclasses.asdict(self)
-        out["type_names"] = list(self.type_names)
-        return out
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> AllegroConfig:
-        """Build from a dictionary, rejecting unknown keys with their names."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"Unknown Allegro config keys {unknown}; valid keys are {sorted(known)}."
-            )
-        return cls(**values)
