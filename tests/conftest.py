@@ -9,6 +9,7 @@ from ase import Atoms
 from ase.build import bulk, fcc111
 
 from allegro_ase import AllegroCalculator, AllegroConfig, AllegroModel
+from allegro_ase.models import NequIPConfig, NequIPModel
 
 R_MAX = 4.0
 
@@ -29,6 +30,18 @@ MODEL_VARIANTS = {
         num_layers=3,
         per_edge_type_cutoff={"Cu": {"Au": 3.2}, "Au": 3.6},
         avg_num_neighbors={"Cu": 20.0, "Au": 15.0, "H": 10.0},
+    ),
+}
+# NequIP (message passing) variants; the receptive field is num_layers * r_max.
+NEQUIP_VARIANTS = {
+    "nequip-lmax2-parity-2layers": dict(l_max=2, parity=True, num_layers=2),
+    "nequip-lmax1-noparity-3layers-resnet-edge-cutoffs": dict(
+        l_max=1,
+        parity=False,
+        num_layers=3,
+        convnet_resnet=True,
+        per_edge_type_cutoff={"Cu": {"Au": 3.2}, "Au": 3.6},
+        avg_num_neighbors={"Cu": 10.0, "Au": 8.0, "H": 6.0},
     ),
 }
 
@@ -58,9 +71,50 @@ def make_model(**overrides) -> AllegroModel:
     return AllegroModel(small_config(**overrides))
 
 
+def make_nequip_model(**overrides) -> NequIPModel:
+    values = dict(
+        type_names=["Cu", "Au", "H"],
+        r_max=R_MAX,
+        avg_num_neighbors=12.0,
+        l_max=2,
+        num_layers=2,
+        num_features=6,
+        radial_mlp_width=8,
+        num_bessels=6,
+        per_type_energy_scales={"Cu": 0.7, "Au": 1.3, "H": 0.4},
+        per_type_energy_shifts={"Cu": -3.5, "Au": -3.1, "H": -1.2},
+        model_dtype="float64",
+        seed=7,
+    )
+    values.update(overrides)
+    return NequIPModel(NequIPConfig(**values))
+
+
+def build_variant(name: str) -> torch.nn.Module:
+    if name in NEQUIP_VARIANTS:
+        return make_nequip_model(**NEQUIP_VARIANTS[name])
+    return make_model(**MODEL_VARIANTS[name])
+
+
+def receptive_hops(model: torch.nn.Module) -> int:
+    """Neighbour hops that reach an atom's energy: 1 (Allegro, strictly local) or num_layers."""
+    return model.config.num_layers if isinstance(model, NequIPModel) else 1
+
+
+@pytest.fixture(params=[*MODEL_VARIANTS, *NEQUIP_VARIANTS], scope="session")
+def model(request) -> torch.nn.Module:
+    """Every small model variant, Allegro and NequIP, frozen as for deployment.
+
+    Frozen, so that calculators use it as it is instead of copying it (copying NequIP's e3nn
+    modules costs ~0.1 s, which adds up over many dimers).
+    """
+    return build_variant(request.param).requires_grad_(False)
+
+
 @pytest.fixture(params=list(MODEL_VARIANTS), scope="session")
-def model(request) -> AllegroModel:
-    return make_model(**MODEL_VARIANTS[request.param])
+def allegro_model(request) -> AllegroModel:
+    """The Allegro variants only (strictly local models)."""
+    return make_model(**MODEL_VARIANTS[request.param]).requires_grad_(False)
 
 
 @pytest.fixture(scope="session")

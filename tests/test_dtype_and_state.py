@@ -2,7 +2,7 @@
 
 import numpy as np
 import torch
-from conftest import F32_RTOL, GEOMETRIES, calc_for, make_model
+from conftest import F32_RTOL, GEOMETRIES, calc_for, make_model, make_nequip_model
 
 from allegro_ase import AllegroCalculator
 
@@ -46,3 +46,17 @@ def test_model_init_is_seeded_locally():
     c = make_model(seed=4)
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
     assert not all(torch.equal(x, y) for x, y in zip(a.parameters(), c.parameters(), strict=True))
+
+
+def test_float64_copy_of_float32_model_has_float64_clebsch_gordan():
+    """Constants that are not saved are rebuilt in float64, not upcast from float32."""
+    from e3nn import o3
+
+    from allegro_ase.models import with_dtype
+
+    model = with_dtype(make_nequip_model(l_max=2, num_layers=3, model_dtype="float32"), "float64")
+    constants = {n: b for n, b in model.named_buffers() if "_w3j_" in n}
+    assert constants
+    for name, value in constants.items():
+        orders = [int(order) for order in name.rsplit("_w3j_", 1)[1].split("_")]
+        assert torch.equal(value, o3.wigner_3j(*orders, dtype=torch.float64))

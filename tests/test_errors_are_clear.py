@@ -5,7 +5,7 @@ import pytest
 import torch
 from ase import Atoms
 from ase.calculators.calculator import InputError, PropertyNotImplementedError
-from conftest import GEOMETRIES, calc_for, small_config
+from conftest import GEOMETRIES, calc_for, make_nequip_model, small_config
 
 from allegro_ase import AllegroCalculator, AllegroConfig
 from allegro_ase.calculator import resolve_device
@@ -98,6 +98,20 @@ def test_config_rejects_unknown_keys_and_bad_values():
         from allegro_ase import AllegroModel
 
         AllegroModel(small_config(per_type_energy_shifts={"Cu": 0.0, "Au": 0.0}))
+
+
+def test_nequip_config_rejects_unknown_keys_and_bad_values():
+    from allegro_ase.models import NequIPConfig
+
+    values = make_nequip_model().config.to_dict()
+    with pytest.raises(ValueError, match=r"Unknown NequIP config keys \['num_tensor_features'\]"):
+        NequIPConfig.from_dict({**values, "num_tensor_features": 4})
+    with pytest.raises(
+        ValueError, match=r"one multiplicity per l = 0 \.\.\. l_max = 2, got \[4, 2\]"
+    ):
+        NequIPConfig.from_dict({**values, "num_features": [4, 2]})
+    with pytest.raises(ValueError, match=r"convnet_nonlinearity_gates names unknown .*\['relu'\]"):
+        NequIPConfig.from_dict({**values, "convnet_nonlinearity_gates": {"e": "relu", "o": "tanh"}})
 
 
 def test_custom_type_names_need_a_species_map():

@@ -1,11 +1,14 @@
-"""Allegro is strictly local: E_i depends only on atoms within r_max of i."""
+"""Receptive fields: Allegro is strictly local (E_i depends only on atoms within r_max of i);
+NequIP sees atoms within num_layers hops of length below r_max, so within num_layers * r_max.
+"""
 
 import numpy as np
 from ase import Atoms
-from conftest import F64_ATOL, GEOMETRIES, R_MAX, calc_for
+from conftest import F64_ATOL, GEOMETRIES, R_MAX, calc_for, receptive_hops
 
 
-def test_moving_a_distant_atom_leaves_local_energy_unchanged(model):
+def test_moving_a_distant_atom_leaves_local_energy_unchanged(allegro_model):
+    model = allegro_model
     positions = [[0, 0, 0], [2.1, 0.3, 0], [0.4, 2.2, 0.1], [R_MAX + 1.0, 0, 0]]
     atoms = Atoms("CuAuHCu", positions=positions)
     atoms.calc = calc_for(model)
@@ -15,6 +18,27 @@ def test_moving_a_distant_atom_leaves_local_energy_unchanged(model):
     after = atoms.get_potential_energies()
     assert after[0] == before[0]
     assert after[1] != before[1]  # atom 1 is within r_max of atom 3
+
+
+def test_receptive_field_is_hops_times_r_max(model):
+    """In a Cu chain with spacing 0.8 r_max, atom k is exactly k hops from atom 0.
+
+    Atom ``hops`` (within hops * r_max) changes E_0; atom ``hops + 1`` (beyond it) does not.
+    """
+    hops = receptive_hops(model)
+    assert 0.8 * (hops + 1) > hops  # the chain below needs hops < 4
+    spacing = 0.8 * R_MAX
+    atoms = Atoms(f"Cu{hops + 2}", positions=[[k * spacing, 0, 0] for k in range(hops + 2)])
+    atoms.calc = calc_for(model)
+    before = atoms.get_potential_energies()
+    for moved, changes in ((hops + 1, False), (hops, True)):
+        shifted = atoms.copy()
+        shifted.positions[moved] += [0.05, 0.3, -0.2]
+        assert (np.linalg.norm(shifted.positions[moved]) > hops * R_MAX) != changes
+        shifted.calc = calc_for(model)
+        after = shifted.get_potential_energies()
+        assert (after[0] != before[0]) == changes
+        assert after[moved - 1] != before[moved - 1]  # its direct neighbour always feels it
 
 
 def test_separated_clusters_energy_is_sum(model):
