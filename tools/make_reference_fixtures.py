@@ -69,9 +69,10 @@ NEQUIP_CONFIGS = {
     "lmax1-noparity-3layers-resnet-edge-cutoffs": dict(
         l_max=1, parity=False, num_layers=3, convnet_resnet=True, radial_mlp_depth=2,
         per_edge_type_cutoff={"Cu": {"Au": 3.9}, "Au": 4.2}),
-    "lmax2-noparity-1layer-trainable-bessel-global": dict(
+    "lmax2-noparity-1layer-trainable-bessel-global-linear-readout": dict(
         l_max=2, parity=False, num_layers=1, avg_num_neighbors=14.0, per_type_energy_scales=9.0,
-        bessel_trainable=True, num_bessels=6, polynomial_cutoff_p=5),
+        bessel_trainable=True, num_bessels=6, polynomial_cutoff_p=5,
+        readout_mlp_hidden_layers_depth=1, readout_mlp_nonlinearity=None),
     "lmax1-parity-3layers-learnable-shift": dict(
         l_max=1, parity=True, num_layers=3, learnable_shift=True),
     "preset-S-small": dict(
