@@ -75,7 +75,7 @@ def adopt_e3nn(module: torch.nn.Module, generator: torch.Generator | None) -> to
             parameter.copy_(
                 torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
             )
-    for submodule in module.modules():
+    for submodule in module.modules():  # as register_buffer(..., persistent=False) would
         submodule._non_persistent_buffers_set.update(submodule._buffers)
     return module
 
