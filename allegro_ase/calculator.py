@@ -16,6 +16,7 @@ from .io import load_model
 from .models import with_dtype
 from .neighbors import NEIGHBOR_LIST_BACKENDS
 from .outputs import compute_outputs
+from .zoo import resolve
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -118,6 +119,33 @@ class AllegroCalculator(Calculator):
             Passed to the constructor (``device``, ``dtype``, ``neighbor_list``, ...).
         """
         return cls(load_model(path, sha256=sha256), **kwargs)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name: str,
+        device: str | torch.device = "auto",
+        dtype: str | torch.dtype | None = None,
+        **kwargs,
+    ) -> AllegroCalculator:
+        """Build a calculator for a model of the zoo (:func:`allegro_ase.list_models`).
+
+        A shipped model is used without network access; a remote one is downloaded once into
+        the cache (see :mod:`allegro_ase.zoo` for ``ALLEGRO_ASE_CACHE`` and
+        ``ALLEGRO_ASE_OFFLINE``). The file's sha256 is checked against the registry first.
+
+        Parameters
+        ----------
+        name : str
+            The model's name in the registry.
+        device : str or torch.device
+            As for the constructor.
+        dtype : str, torch.dtype or None
+            As for the constructor; None keeps the dtype the model was trained in.
+        **kwargs
+            Passed to the constructor (``neighbor_list``, ...).
+        """
+        return cls.from_file(resolve(name), device=device, dtype=dtype, **kwargs)
 
     def __copy__(self) -> AllegroCalculator:
         """Return a calculator with fresh state that shares this one's model."""

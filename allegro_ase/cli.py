@@ -1,0 +1,169 @@
+"""The ``allegro-ase`` command: ``allegro-ase models list|info|fetch|verify|register``.
+
+Each command group is an ``add_*`` function that adds its parser to the shared subcommands and
+sets ``run``, a function ``(args) -> exit status``. To add a command (``train``, ``export``),
+write such a function and append it to :data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from . import zoo
+from .io.checkpoint import CheckpointError, read_metadata
+from .io.registry import ModelEntry, ZooError, register
+
+
+def add_models(commands: argparse._SubParsersAction) -> None:
+    """Add ``models list|info|fetch|verify|register`` to the subcommands."""
+    models = commands.add_parser("models", help="list, inspect, fetch and verify pretrained models")
+    actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="table of the registry's models").set_defaults(run=models_list)
+    info = actions.add_parser("info", help="registry entry, file metadata and model card")
+    info.add_argument("name")
+    info.set_defaults(run=models_info)
+    fetch = actions.add_parser("fetch", help="download remote models into the cache")
+    fetch.add_argument("names", nargs="+", metavar="NAME")
+    fetch.set_defaults(run=models_fetch)
+    verify = actions.add_parser("verify", help="check the sha256 of shipped and cached files")
+    verify.add_argument("names", nargs="*", metavar="NAME", help="default: every model")
+    verify.set_defaults(run=models_verify)
+    add = actions.add_parser("register", help="add a model file to the registry (maintainers)")
+    add.add_argument("checkpoint", help="a file written by allegro_ase.save_model")
+    add.add_argument("--name", required=True)
+    add.add_argument("--card", required=True, help="model card (Markdown) in the registry folder")
+    add.add_argument("--version", default="1")
+    add.add_argument("--description", default="")
+    add.add_argument("--url", help="download address, for a model not shipped in the package")
+    add.add_argument("--registry", help="registry file (default: the one in use)")
+    add.set_defaults(run=models_register)
+
+
+COMMANDS = (add_models,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of every command in :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="allegro-ase", description="Allegro interatomic potentials for ASE."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_command in COMMANDS:
+        add_command(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return its exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ZooError, CheckpointError) as error:
+        print(f"allegro-ase: error: {error}", file=sys.stderr)
+        return 1
+
+
+def models_list(args: argparse.Namespace) -> int:
+    """Print one line per model: name, species, r_max, size, source and local copy."""
+    entries = zoo.list_models()
+    if not entries:
+        print(f"No models in the registry {zoo.registry_path()}.")
+        return 0
+    rows = [
+        [
+            entry.name,
+            entry.version,
+            " ".join(entry.species),
+            f"{entry.r_max:g}",
+            _human_size(entry.size),
+            "shipped" if entry.shipped else "remote",
+            "yes" if zoo.local_path(entry).is_file() else "no",
+            entry.description,
+        ]
+        for entry in entries
+    ]
+    header = ["NAME", "VERSION", "SPECIES", "R_MAX/Å", "SIZE", "SOURCE", "LOCAL", "DESCRIPTION"]
+    widths = [max(len(row[k]) for row in [header, *rows]) for k in range(len(header))]
+    for row in [header, *rows]:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    return 0
+
+
+def models_info(args: argparse.Namespace) -> int:
+    """Print a model's registry entry, its file's metadata (if local) and its card."""
+    entry = zoo.get_entry(args.name)
+    for key, value in entry.to_dict().items():
+        print(f"{key}: {' '.join(value) if key == 'species' else value}")
+    path = zoo.local_path(entry)
+    if path.is_file():
+        metadata, _ = read_metadata(zoo.verify(entry))
+        print(f"local file: {path} (sha256 verified)")
+        for key in ("architecture", "type_names", "r_max", "model_dtype", "package_version"):
+            print(f"  {key}: {metadata[key]}")
+        print(f"  config: {json.dumps(metadata['config'], sort_keys=True)}")
+    else:
+        print(f"local file: none yet (allegro-ase models fetch {entry.name} puts it at {path})")
+    card = entry.card_path
+    print(f"card: {card}")
+    print(f"\n{card.read_text(encoding='utf-8')}" if card.is_file() else "(the card is missing)")
+    return 0
+
+
+def models_fetch(args: argparse.Namespace) -> int:
+    """Resolve each model (downloading remote ones) and print its verified local path."""
+    for name in args.names:
+        print(f"{name}: {zoo.resolve(name)}")
+    return 0
+
+
+def models_verify(args: argparse.Namespace) -> int:
+    """Check the sha256 of each shipped or cached file; 1 if any is missing or differs."""
+    entries = [zoo.get_entry(name) for name in args.names] or zoo.list_models()
+    failed = [entry.name for entry in entries if not _verify_one(entry)]
+    if failed:
+        print(f"{len(failed)} model(s) failed verification: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _verify_one(entry: ModelEntry) -> bool:
+    """Print the verification status of one model; False if its file is missing or differs."""
+    if not entry.shipped and not zoo.local_path(entry).is_file():
+        print(f"{entry.name}: not cached (skipped)")
+        return True
+    try:
+        path = zoo.verify(entry)
+    except ZooError as error:
+        print(f"{entry.name}: FAILED: {error}")
+        return False
+    print(f"{entry.name}: ok ({path})")
+    return True
+
+
+def models_register(args: argparse.Namespace) -> int:
+    """Write the registry entry of a model file and print it."""
+    registry = args.registry or zoo.registry_path()
+    entry = register(
+        args.checkpoint,
+        args.name,
+        args.card,
+        version=args.version,
+        description=args.description,
+        url=args.url,
+        registry=registry,
+    )
+    print(json.dumps(entry.to_dict(), indent=2))
+    print(f"written to {registry}")
+    return 0
+
+
+def _human_size(size: int) -> str:
+    """Format a size in bytes with a decimal unit (B, kB, MB, GB)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"

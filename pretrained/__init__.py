@@ -1,0 +1,1 @@
+"""Pretrained models shipped with allegro-ase (data only; see ``allegro_ase.zoo`` and README.md)."""
