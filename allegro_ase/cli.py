@@ -1,4 +1,4 @@
-"""The ``allegro-ase`` command: ``allegro-ase models list|info|fetch|verify|register``.
+"""The ``allegro-ase`` command: ``models list|info|fetch|verify|register`` and ``train CONFIG``.
 
 Each command group is an ``add_*`` function that adds its parser to the shared subcommands and
 sets ``run``, a function ``(args) -> exit status``. To add a command (``train``, ``export``),
@@ -42,7 +42,26 @@ def add_models(commands: argparse._SubParsersAction) -> None:
     add.set_defaults(run=models_register)
 
 
-COMMANDS = (add_models,)
+def add_train(commands: argparse._SubParsersAction) -> None:
+    """Add ``train CONFIG`` to the subcommands."""
+    train = commands.add_parser(
+        "train", help="train a model from a YAML config (resumes an interrupted run)"
+    )
+    train.add_argument("config", help="training config (see allegro_ase.training.config)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar or epoch log")
+    train.set_defaults(run=train_command)
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """Train (or resume) the run of ``args.config`` and print the held-out summary."""
+    from .training import TrainConfig, train
+
+    summary = train(TrainConfig.from_file(args.config), progress=not args.no_progress)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+COMMANDS = (add_models, add_train)
 
 
 def build_parser() -> argparse.ArgumentParser:

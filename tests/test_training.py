@@ -226,3 +226,18 @@ def test_bad_configs_are_refused_with_their_key(tmp_path, changes, message):
     values.update(changes)
     with pytest.raises(ValueError, match=message):
         TrainConfig.from_dict(values)
+
+
+def test_train_command_line_trains_and_resumes(dataset, tmp_path, capsys):
+    import yaml
+
+    from allegro_ase.cli import main
+
+    config = config_for(dataset, tmp_path / "run", max_epochs=2).to_dict()
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path), "--no-progress"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["epochs_run"] == 2 and set(first) >= {"val", "test", "best_epoch"}
+    assert main(["train", str(path), "--no-progress"]) == 0  # a finished run is left alone
+    assert json.loads(capsys.readouterr().out)["epochs_run"] == 2

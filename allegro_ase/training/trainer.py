@@ -198,7 +198,7 @@ class Trainer:
             self.append_metrics(row)
             self.save_state()
             if self.progress:
-                tqdm.write(self.describe(row))
+                print(self.describe(row), flush=True)
         return self.summary()
 
     def after_epoch(self, val_loss: float) -> None:
@@ -311,7 +311,7 @@ class Trainer:
         self.finished = bool(finished) and self.should_stop()
         self.truncate_metrics()
         if self.progress:
-            tqdm.write(f"Resuming {self.out} after epoch {self.epoch}.")
+            print(f"Resuming {self.out} after epoch {self.epoch}.", flush=True)
 
     def truncate_metrics(self) -> None:
         """Drop metrics rows written after the saved state (a cut between the two writes)."""
