@@ -1,0 +1,55 @@
+"""Every shipped model's card states held-out errors that a re-evaluation reproduces."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from allegro_ase.zoo import list_models
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from evaluate_model import heldout_metrics  # noqa: E402
+
+from allegro_ase.datasets import read_hdf5  # noqa: E402
+
+ROW = re.compile(
+    r"^\|\s*(energy per atom|forces|stress)\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|", re.M
+)
+KEYS = {"energy per atom": "energy_per_atom", "forces": "forces", "stress": "stress"}
+SHIPPED = [entry for entry in list_models() if entry.url is None]
+
+
+def card_errors(card: str) -> dict[str, float]:
+    """{"forces_mae": ..., ...} from the card's held-out table (meV units)."""
+    table = card[card.index("## Held-out errors") :]
+    errors = {}
+    for quantity, mae, rmse in ROW.findall(table):
+        errors[f"{KEYS[quantity]}_mae"] = float(mae)
+        errors[f"{KEYS[quantity]}_rmse"] = float(rmse)
+    return errors
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=lambda e: e.name)
+def test_card_numbers_match_a_reevaluation_of_the_heldout_frames(entry):
+    card = (entry.root / entry.card).read_text()
+    stated = card_errors(card)
+    assert {"energy_per_atom_mae", "forces_mae"} <= set(stated), "card has no held-out table"
+    frames = read_hdf5(ROOT / "tests" / "data" / "heldout" / f"{entry.name}.h5")
+    measured, _ = heldout_metrics(entry.root / entry.file, frames)
+    assert f"{measured['num_frames']} held-out frames" in card
+    for key, value in stated.items():
+        assert measured[key] == pytest.approx(value, abs=0.006), key
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=lambda e: e.name)
+def test_card_says_what_a_user_must_know(entry):
+    card = (entry.root / entry.card).read_text()
+    for heading in ("## Reference method", "## Data", "## Held-out errors", "## Limitations"):
+        assert heading in card, heading
+    folder = (entry.root / entry.file).parent
+    assert (folder / "config.yaml").exists() and (folder / "parity.png").exists()
+    assert "allegro-ase train" in card

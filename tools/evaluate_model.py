@@ -1,0 +1,104 @@
+"""Held-out errors of a model: the numbers (and parity plot) of a model card.
+
+Evaluate the test split of a training run and keep those frames, so anyone can re-check the card::
+
+    python tools/evaluate_model.py pretrained/allegro-emt-metals/model.pt data/emt_metals.h5 \
+        --split runs/allegro-emt-metals/split.json --subset test \
+        --save-frames tests/data/heldout/allegro-emt-metals.h5 \
+        --json pretrained/allegro-emt-metals/heldout_metrics.json \
+        --plot pretrained/allegro-emt-metals/parity.png
+
+Re-evaluate the committed frames (what ``tests/test_model_cards.py`` does)::
+
+    python tools/evaluate_model.py pretrained/allegro-emt-metals/model.pt \
+        tests/data/heldout/allegro-emt-metals.h5
+
+Errors are printed in meV/atom (energy), meV/Å (forces) and meV/Å³ (stress).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from allegro_ase.conversion import SpeciesMap
+from allegro_ase.datasets import FrameWriter, read_attributes, read_frames
+from allegro_ase.io import load_model
+from allegro_ase.training import ErrorMetrics, evaluate, frame_to_graph
+
+UNITS = {"energy_per_atom": "meV/atom", "forces": "meV/Å", "stress": "meV/Å³"}
+
+
+def heldout_metrics(model_path: str | Path, frames: list) -> tuple[dict, ErrorMetrics]:
+    """MAE/RMSE summary (meV units) and raw errors of a model, in its own dtype, on ``frames``."""
+    model = load_model(model_path)
+    species_map = SpeciesMap(model.config.type_names)
+    graphs = [frame_to_graph(frame, species_map, model.config.r_max) for frame in frames]
+    metrics = evaluate(model, graphs, batch_size=8)
+    summary = {"num_frames": len(frames), "num_atoms": int(sum(len(f.numbers) for f in frames))}
+    summary.update(metrics.summary())
+    return summary, metrics
+
+
+def parity_plot(metrics: ErrorMetrics, path: Path, title: str) -> None:
+    """One panel per labelled quantity: predicted against reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [name for name in UNITS if metrics.arrays(name)[0].size]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4.0))
+    for ax, name in zip(axes if len(names) > 1 else [axes], names, strict=True):
+        reference, predicted = metrics.arrays(name)
+        lo, hi = min(reference.min(), predicted.min()), max(reference.max(), predicted.max())
+        ax.plot([lo, hi], [lo, hi], color="0.6", lw=1)
+        ax.scatter(reference, predicted, s=2, alpha=0.4, rasterized=True)
+        unit = UNITS[name].replace("meV", "eV")
+        ax.set(xlabel=f"reference ({unit})", ylabel=f"model ({unit})", title=name.replace("_", " "))
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model", help="model checkpoint (.pt)")
+    parser.add_argument("dataset", help="HDF5 dataset (our schema) or labelled extxyz")
+    parser.add_argument("--split", help="split.json of the training run")
+    parser.add_argument("--subset", default="test", help="which part of --split (default test)")
+    parser.add_argument("--save-frames", help="write the evaluated frames to this HDF5 file")
+    parser.add_argument("--json", help="write the summary here")
+    parser.add_argument("--plot", help="write a parity plot (PNG) here")
+    args = parser.parse_args(argv)
+
+    frames = read_frames(args.dataset)
+    if args.split:
+        split = json.loads(Path(args.split).read_text())
+        if split["num_frames"] != len(frames):
+            sys.exit(f"{args.split} was made for {split['num_frames']} frames, not {len(frames)}.")
+        frames = [frames[i] for i in split[args.subset]]
+    summary, metrics = heldout_metrics(args.model, frames)
+    for name, unit in UNITS.items():
+        if f"{name}_mae" in summary:
+            print(
+                f"{name:16s} MAE {summary[f'{name}_mae']:8.3f}  RMSE {summary[f'{name}_rmse']:8.3f}  {unit}"
+            )
+    print(f"{summary['num_frames']} frames, {summary['num_atoms']} atoms")
+    if args.save_frames:
+        attributes = read_attributes(args.dataset) if args.dataset.endswith(".h5") else {}
+        with FrameWriter(
+            args.save_frames, attributes.get("method", "unknown"), attributes.get("metadata")
+        ) as writer:
+            writer.append(frames)
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+    if args.plot:
+        parity_plot(metrics, Path(args.plot), Path(args.model).parent.name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
