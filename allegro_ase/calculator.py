@@ -147,6 +147,50 @@ class AllegroCalculator(Calculator):
         """
         return cls.from_file(resolve(name), device=device, dtype=dtype, **kwargs)
 
+    @classmethod
+    def from_nequip(
+        cls,
+        path: str | os.PathLike,
+        device: str | torch.device = "auto",
+        dtype: str | torch.dtype | None = None,
+        allow_compiled: bool = False,
+        **kwargs,
+    ) -> Calculator:
+        """Build a calculator for a file of the reference framework (nequip / nequip-allegro).
+
+        nequip need not be installed. See :mod:`allegro_ase.io.nequip_files` for how each file
+        is read.
+
+        Parameters
+        ----------
+        path : path-like
+            ``.ckpt`` (training checkpoint; the EMA weights when training kept them) or
+            ``.nequip.zip`` (``nequip-package``): rebuilt as a native model, no code from the
+            file runs. ``.nequip.pth`` / ``.nequip.pt2`` (``nequip-compile``): compiled code,
+            run as it is only with ``allow_compiled=True``.
+        device : str or torch.device
+            As for the constructor; a ``.pt2`` runs on the device type it was compiled for.
+        dtype : str, torch.dtype or None
+            As for the constructor; compiled models keep the dtype they were compiled in.
+        allow_compiled : bool
+            Opt in to running the compiled code of a ``.nequip.pth`` or ``.nequip.pt2``.
+        **kwargs
+            Passed to the calculator (``neighbor_list``, ``species_to_type_name``, ...).
+
+        Returns
+        -------
+        AllegroCalculator or NequIPCompiledCalculator
+            The latter for compiled files.
+        """
+        from .io.nequip_files import COMPILED_KINDS, load_nequip_model, nequip_file_kind
+
+        kind = nequip_file_kind(path)
+        if kind not in COMPILED_KINDS:
+            return cls(load_nequip_model(path), device=device, dtype=dtype, **kwargs)
+        from .compiled_calculator import compiled_calculator
+
+        return compiled_calculator(path, device, dtype, allow_compiled, **kwargs)
+
     def __copy__(self) -> AllegroCalculator:
         """Return a calculator with fresh state that shares this one's model."""
         clone = self.__class__.__new__(self.__class__)

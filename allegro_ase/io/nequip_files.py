@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -107,10 +108,15 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error)) or re.search(
+            r"WeightsUnpickler error: ([^\n]+)", str(error)
+        )
+        what = found[1] if found else str(error).splitlines()[0]
         raise NequIPFileError(
-            f"{path.name} holds objects that only load by running code ({str(error).splitlines()[0]}). "
-            "It is not a plain nequip-train checkpoint; it is refused rather than unpickled. "
-            "Package it with `nequip-package build` and load the .nequip.zip."
+            f"{path.name} holds objects that only load by running code ({what}). A "
+            "plain nequip-train checkpoint holds only tensors and Python primitives; this one "
+            "is refused rather than unpickled. If it is yours and trusted, package it with "
+            "`nequip-package build` and load the .nequip.zip."
         ) from error
     except Exception as error:  # torch raises many types for damaged archives
         raise NequIPFileError(
