@@ -1,4 +1,4 @@
-"""The ``allegro-ase`` command: ``models list|info|fetch|verify|register`` and ``train CONFIG``.
+"""The ``allegro-ase`` command: ``models list|info|fetch|verify|register``, ``train``, ``export``.
 
 Each command group is an ``add_*`` function that adds its parser to the shared subcommands and
 sets ``run``, a function ``(args) -> exit status``. To add a command (``train``, ``export``),
@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from collections.abc import Sequence
 
 from . import zoo
+from .io import load_model
 from .io.checkpoint import CheckpointError, read_metadata
 from .io.registry import ModelEntry, ZooError, register
+from .io.targets import TARGETS
 
 
 def add_models(commands: argparse._SubParsersAction) -> None:
@@ -61,7 +65,46 @@ def train_command(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = (add_models, add_train)
+def add_export(commands: argparse._SubParsersAction) -> None:
+    """Add ``export MODEL OUT --target pair_allegro|pair_nequip|ase`` to the subcommands."""
+    export = commands.add_parser(
+        "export", help="compile a model for LAMMPS or the reference ASE calculator (.nequip.pt2)"
+    )
+    export.add_argument("model", help="a model file (allegro_ase.save_model) or a zoo name")
+    export.add_argument("out", help="output file, ending in .nequip.pt2")
+    export.add_argument(
+        "--target",
+        required=True,
+        choices=list(TARGETS),
+        help="pair_allegro: LAMMPS, any number of ranks (Allegro only); pair_nequip: LAMMPS, "
+        "one rank; ase: nequip's NequIPCalculator.from_compiled_model",
+    )
+    export.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    export.add_argument(
+        "--no-check", action="store_true", help="skip comparing the compiled file with eager"
+    )
+    export.set_defaults(run=export_command)
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """Compile ``args.model`` into ``args.out`` for ``args.target`` and print its metadata."""
+    from .io.export import export_metadata, export_model  # imports torch.export lazily
+
+    path = args.model if os.path.isfile(args.model) else zoo.resolve(args.model)
+    model = load_model(path)
+    start = time.perf_counter()
+    try:
+        out = export_model(model, args.out, args.target, args.device, check=not args.no_check)
+    except ValueError as error:
+        print(f"allegro-ase: error: {error}", file=sys.stderr)
+        return 1
+    print(f"{out} ({args.target}, {args.device}) compiled in {time.perf_counter() - start:.0f} s")
+    for key, value in export_metadata(model, args.target).items():
+        print(f"  {key}: {value}")
+    return 0
+
+
+COMMANDS = (add_models, add_train, add_export)
 
 
 def build_parser() -> argparse.ArgumentParser:

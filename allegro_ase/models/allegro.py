@@ -69,6 +69,10 @@ class AllegroModel(torch.nn.Module):
     def __init__(self, config: AllegroConfig):
         super().__init__()
         self.config = config
+        # True: the tensor products lay edges out densely per centre (fast; the layout's width
+        # is data dependent). False: they gather per edge, with shapes fixed by N and E, which
+        # torch.export needs (see allegro_ase.io.export). Not saved in state dicts.
+        self.group_edges_by_center = True
         dtype = config.dtype
         generator = torch.Generator().manual_seed(config.seed)
         num_types = len(config.type_names)
@@ -204,7 +208,7 @@ class AllegroModel(torch.nn.Module):
 
         # Allegro layers
         norm = self.neighbor_norm[atom_types]
-        groups = group_by_center(center, num_atoms)
+        groups = group_by_center(center, num_atoms) if self.group_edges_by_center else None
         projection = self.first_layer_projection(scalar)
         features = [projection[:, :num_scalars]]
         env_weights = projection[:, num_scalars:]
@@ -212,7 +216,7 @@ class AllegroModel(torch.nn.Module):
             env_edges = self.weighter(sh, env_weights)
             env = torch.zeros((num_atoms, *env_edges.shape[1:]), dtype=dtype, device=sh.device)
             env = env.index_add(0, center, env_edges) * norm.view(-1, 1, 1)
-            tensors = tensor_product(tensors, env, groups)
+            tensors = tensor_product(tensors, env, center, groups)
             latents = latent(torch.cat([*features, tensors[:, :, 0]], dim=-1))
             features.append(latents[:, :num_scalars])
             env_weights = latents[:, num_scalars:]

@@ -72,6 +72,10 @@ class ChannelwiseTensorProduct(torch.nn.Module):
     edge is u x dim1 x dim_out multiply-adds, nothing of size E x dim1 x dim_out is stored, and
     no Python loop runs over paths, edges or atoms.
 
+    Without ``groups`` each edge gathers its centre's matrix instead (E x u x dim1 x dim_out
+    temporaries, but every shape follows from N and E alone, which ``torch.export`` needs):
+    the same products and sums, equal to the grouped path to rounding (tests/test_export.py).
+
     Parameters
     ----------
     irreps_in1, irreps_in2, irreps_out : e3nn.o3.Irreps
@@ -121,7 +125,11 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         self.weights = torch.nn.Parameter(weights)
 
     def forward(
-        self, edge_tensor: torch.Tensor, env: torch.Tensor, groups: CenterGroups
+        self,
+        edge_tensor: torch.Tensor,
+        env: torch.Tensor,
+        center: torch.Tensor,
+        groups: CenterGroups | None = None,
     ) -> torch.Tensor:
         """Contract edge tensors with the environment of their centre atom.
 
@@ -131,8 +139,11 @@ class ChannelwiseTensorProduct(torch.nn.Module):
             (E, u, dim1) edge features V.
         env : torch.Tensor
             (N, u, dim2) per-atom environment Gamma.
-        groups : CenterGroups
-            Slots of the edges grouped by centre atom.
+        center : torch.Tensor
+            (E,) int64 centre atom of each edge.
+        groups : CenterGroups or None
+            Slots of the edges grouped by centre (:func:`group_by_center` of ``center``);
+            None gathers per edge instead (shapes fixed by N and E, for export).
 
         Returns
         -------
@@ -145,6 +156,9 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         else:
             weighted = torch.einsum("p,pabk->abk", self.weights, self.coefficients)
             per_atom = torch.einsum("nub,abk->nuak", env, weighted)
+        if groups is None:
+            per_edge = per_atom.index_select(0, center)
+            return torch.matmul(edge_tensor.unsqueeze(-2), per_edge).squeeze(-2)
         num_atoms, width = groups.num_atoms, groups.width
         channels, dim1 = edge_tensor.shape[1:]
         padded = edge_tensor.new_zeros(num_atoms * width, channels, dim1)
