@@ -182,6 +182,18 @@ def test_checkpoint_with_unresolved_data_statistics_is_refused(tmp_path):
         AllegroCalculator.from_nequip(path, device="cpu")
 
 
+def test_fine_tuned_model_without_its_architecture_is_refused(tmp_path):
+    checkpoint = torch.load(DATA / "nequip.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["model"] = {
+        "_target_": "nequip.model.ModelFromPackage",
+        "package_path": "foundation.nequip.zip",
+    }
+    path = tmp_path / "nequip.ckpt"
+    torch.save(checkpoint, path)
+    with pytest.raises(NequIPFileError, match="ModelFromPackage.*does not record the architecture"):
+        AllegroCalculator.from_nequip(path, device="cpu")
+
+
 @pytest.mark.parametrize("suffix", [".nequip.pth", ".nequip.pt2"])
 def test_compiled_files_need_the_opt_in(suffix, tmp_path):
     path = tmp_path / f"model{suffix}"
@@ -215,3 +227,30 @@ def test_packaged_model_is_read_without_importing_archive_code():
     before = set(sys.modules)
     load_nequip_model(DATA / "allegro.nequip.zip")
     assert not {m for m in set(sys.modules) - before if m.split(".")[0] in {"nequip", "allegro"}}
+
+
+def test_compiled_model_gets_contiguous_float64_and_int64_inputs():
+    from allegro_ase.graph import AtomicGraph
+    from allegro_ase.io.nequip_compiled import CompiledNequIPModel
+
+    metadata = {"r_max": "4.5", "type_names": "Cu Au", "per_edge_type_cutoff": "4.5 4.0 4.2 4.2"}
+    model = CompiledNequIPModel(None, "aotinductor", metadata)
+    positions = torch.arange(18, dtype=torch.float32).reshape(3, 6)[:, ::2]  # strided float32
+    graph = AtomicGraph(
+        pos=positions,
+        atom_types=torch.tensor([0, 1, 0], dtype=torch.int32),
+        cell=torch.eye(3).T,
+        edge_index=torch.tensor([[0, 1, 2, 9], [1, 0, 0, 9]])[:, :3],
+        cell_shifts=torch.zeros(3, 3, dtype=torch.float32),
+    )
+    inputs = model.inputs(graph)
+    assert all(t.is_contiguous() and t.storage_offset() == 0 for t in inputs.values())
+    assert (
+        inputs["pos"].dtype
+        == inputs["cell"].dtype
+        == inputs["edge_cell_shift"].dtype
+        == torch.float64
+    )
+    assert inputs["edge_index"].dtype == inputs["atom_types"].dtype == torch.int64
+    assert inputs["cell"].shape == (1, 3, 3)
+    np.testing.assert_array_equal(model.cutoff_matrix, [[4.5, 4.0], [4.2, 4.2]])  # row = centre

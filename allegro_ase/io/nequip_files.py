@@ -43,6 +43,11 @@ COMPILED_KINDS = ("torchscript", "aotinductor")
 _CKPT_PREFIX = "model.sole_model."
 _EMA_MODULES = {"nequip.train.EMALightningModule", "nequip.train.EMAConFIGLightningModule"}
 _RAW_MODULES = {"nequip.train.NequIPLightningModule", "nequip.train.ConFIGLightningModule"}
+_WRAPPERS = {
+    "nequip.model.ModelFromCheckpoint",
+    "nequip.model.ModelFromPackage",
+    "nequip.model.modify",
+}
 _BUFFER_NAMES = {"_empty", "_rmax_recip", "w3j", "output_mask", "norm_const"}
 
 
@@ -93,6 +98,13 @@ def _unresolved(value: Any, where: str = "model") -> list[str]:
 def _model_config(model_kwargs: Any, path: Path) -> dict[str, Any]:
     if not isinstance(model_kwargs, Mapping) or "_target_" not in model_kwargs:
         raise NequIPFileError(f"{path.name} holds no model builder config (no model._target_).")
+    if model_kwargs["_target_"] in _WRAPPERS:
+        raise NequIPFileError(
+            f"The model of {path.name} is made by {model_kwargs['_target_']} (fine-tuned from "
+            "another file, or wrapped in modifiers), so the file does not record the "
+            "architecture allegro-ase needs to rebuild it. Load the original .ckpt or "
+            ".nequip.zip, or a compiled file of this model with allow_compiled=True."
+        )
     unresolved = _unresolved(model_kwargs)
     if unresolved:
         raise NequIPFileError(
