@@ -31,6 +31,7 @@ from allegro_ase.cli import main
 from allegro_ase.conversion import SpeciesMap, atoms_to_graph
 from allegro_ase.io.export import export_metadata, export_model, export_program, exportable
 from allegro_ase.io.targets import TargetModule, get_target, target_inputs, to_ghost_atoms
+from allegro_ase.models import build_model
 from allegro_ase.outputs import compute_outputs
 
 PATHS_ATOL = 1e-12  # gather vs grouped tensor product, float64
@@ -258,10 +259,10 @@ REFERENCE_FIXTURE = Path(__file__).parent / "data" / "export_reference.json"
 
 
 @pytest.mark.skipif(not REFERENCE_FIXTURE.is_file(), reason="fixture not made yet")
-def test_reference_calculator_reproduces_our_numbers_from_our_file(models):
+def test_reference_calculator_reproduces_our_numbers_from_our_file():
     fixture = json.loads(REFERENCE_FIXTURE.read_text())
     for case in fixture["cases"]:
-        model = ARCHITECTURES[case["architecture"]]().requires_grad_(False)
+        model = build_model(case["architecture"], case["config"]).requires_grad_(False)
         for structure in case["structures"]:
             atoms = Atoms(
                 numbers=structure["numbers"],
