@@ -7,6 +7,7 @@ float32 NequIP model trained for 4 steps with EMA, each as ``.ckpt``, ``.nequip.
 ``NequIPCalculator``'s outputs for every file.
 """
 
+import json
 import os
 import pickle
 import sys
@@ -254,3 +255,16 @@ def test_compiled_model_gets_contiguous_float64_and_int64_inputs():
     assert inputs["edge_index"].dtype == inputs["atom_types"].dtype == torch.int64
     assert inputs["cell"].shape == (1, 3, 3)
     np.testing.assert_array_equal(model.cutoff_matrix, [[4.5, 4.0], [4.2, 4.2]])  # row = centre
+
+
+def test_pt2_for_the_pair_allegro_ghost_atom_layout_is_refused(tmp_path):
+    metadata = {"r_max": "4.5", "type_names": "Cu Au", "AOTI_DEVICE_KEY": "cpu",
+                "nequip_aoti_inputs": "pos edge_index atom_types",
+                "nequip_aoti_outputs": "atomic_energy forces virial"}  # fmt: skip
+    path = tmp_path / "model.nequip.pt2"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(
+            "model/data/aotinductor/model/x.wrapper_metadata.json", json.dumps(metadata)
+        )
+    with pytest.raises(NequIPFileError, match="takes \\['pos', 'edge_index', 'atom_types'\\]"):
+        AllegroCalculator.from_nequip(path, device="cpu", allow_compiled=True)

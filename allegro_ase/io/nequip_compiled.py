@@ -116,6 +116,8 @@ class CompiledNequIPModel(torch.nn.Module):
         energies = out["atomic_energy"].detach().reshape(-1).to(torch.float64)
         total = out.get("total_energy")
         stress = out.get("stress")
+        if stress is None and "virial" in out:  # pair_nequip target: virial = -stress * volume
+            stress = -out["virial"].detach().reshape(3, 3) / data["cell"].reshape(3, 3).det().abs()
         return {
             "energy": energies.sum() if total is None else total.detach().reshape(()).double(),
             "energies": energies,
@@ -213,15 +215,16 @@ def _check_runs_here(metadata: Mapping[str, str], path: Path, device: torch.devi
     inputs = metadata.get("nequip_aoti_inputs", "").split()
     outputs = metadata.get("nequip_aoti_outputs", "").split()
     if (
-        not inputs
-        or {"atomic_energy", "forces"} - set(outputs)
+        set(INPUT_KEYS[:5]) - set(inputs)  # pair_allegro files expect ghost atoms, no cell
         or not set(inputs) <= set(INPUT_KEYS)
+        or {"atomic_energy", "forces"} - set(outputs)
     ):
         raise NequIPFileError(
             f"{path.name} takes {inputs or 'unrecorded inputs'} and returns "
             f"{outputs or 'unrecorded outputs'}; allegro-ase calls AOTI models compiled with "
-            "nequip >= 0.17 whose outputs include atomic_energy and forces (`nequip-compile "
-            "--target ase`)."
+            "nequip >= 0.17 for the ase, batch or pair_nequip targets (inputs pos, edge_index, "
+            "atom_types, cell, edge_cell_shift; outputs with atomic_energy and forces), e.g. "
+            "`nequip-compile --target ase`."
         )
     for library in metadata.get("nequip_custom_ops_libs", "").split():
         if library not in CUSTOM_OPS_LIBRARIES or importlib.util.find_spec(library) is None:
