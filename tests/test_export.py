@@ -37,6 +37,7 @@ from allegro_ase.outputs import compute_outputs
 PATHS_ATOL = 1e-12  # gather vs grouped tensor product, float64
 EAGER_ATOL = 1e-10  # target modules, exported programs and packages vs calculator, float64
 REFERENCE_ATOL = 1e-6  # reference NequIPCalculator on our file vs our calculator
+F32_ATOL = 1e-5  # float32 model: exported program vs calculator (eV, eV/Å)
 
 EDGE_CUTOFFS = {"Cu": {"Au": 3.2}, "Au": 3.6}
 ARCHITECTURES = {
@@ -273,3 +274,16 @@ def test_reference_calculator_reproduces_our_numbers_from_our_file():
             expected = reference_results(model, atoms)
             got = {key: np.array(structure[key]) for key in expected}
             assert_same(got, expected, REFERENCE_ATOL)
+
+
+def test_float32_model_exports_with_float64_interface():
+    model = make_model(model_dtype="float32").requires_grad_(False)
+    program = export_program(model, "pair_allegro").module()
+    atoms = alloy()
+    graph = graph_of(model, atoms)
+    outputs = program(*target_inputs(graph, "pair_allegro"))
+    assert all(output.dtype == torch.float64 for output in outputs)
+    results = target_results(outputs, "pair_allegro", atoms, graph)
+    expected = reference_results(model, atoms)
+    np.testing.assert_allclose(results["forces"], expected["forces"], atol=F32_ATOL, rtol=0)
+    np.testing.assert_allclose(results["energy"], expected["energy"], atol=F32_ATOL, rtol=0)
