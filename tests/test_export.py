@@ -287,3 +287,22 @@ def test_float32_model_exports_with_float64_interface():
     expected = reference_results(model, atoms)
     np.testing.assert_allclose(results["forces"], expected["forces"], atol=F32_ATOL, rtol=0)
     np.testing.assert_allclose(results["energy"], expected["energy"], atol=F32_ATOL, rtol=0)
+
+
+def test_kokkos_padding_atoms_and_edges_change_nothing(models):
+    """pair_allegro's Kokkos variant pads with atoms at 0 and 100 Å joined by dummy edges."""
+    module = TargetModule(models["allegro"], "pair_allegro")
+    pos, edge_index, atom_types = target_inputs(
+        graph_of(models["allegro"], alloy()), "pair_allegro"
+    )
+    n = pos.shape[0]
+    padded_pos = torch.cat([pos, pos.new_tensor([[0.0, 0.0, 0.0], [100.0, 0.0, 0.0]])])
+    dummy_edges = torch.tensor([[n], [n + 1]]).expand(2, 5)
+    padded_types = torch.cat([atom_types, atom_types[:2]])
+    padded_energy, padded_forces, padded_virial = module(
+        padded_pos, torch.cat([edge_index, dummy_edges], 1), padded_types
+    )
+    energy, forces, virial = module(pos, edge_index, atom_types)
+    torch.testing.assert_close(padded_energy[:n], energy, atol=PATHS_ATOL, rtol=0)
+    torch.testing.assert_close(padded_forces[:n], forces, atol=PATHS_ATOL, rtol=0)
+    torch.testing.assert_close(padded_virial, virial, atol=PATHS_ATOL, rtol=0)
