@@ -126,6 +126,11 @@ def export_model(
     path = Path(path)
     if not path.name.endswith(SUFFIX):
         raise ValueError(f"The output file must end in {SUFFIX} (LAMMPS needs it), got {path}.")
+    if not hasattr(torch._inductor, "aoti_compile_and_package"):
+        raise RuntimeError(
+            f"Exporting needs torch >= 2.6 (AOTInductor packages); this is torch "
+            f"{torch.__version__}. LAMMPS must then be built against the same torch."
+        )
     metadata = export_metadata(model, target)
     device = torch.device(device)
     model = exportable(model).to(device)
