@@ -22,8 +22,8 @@ from e3nn import o3
 from ..nn.embedding import TwoBodyEmbedding, WeightedChannels
 from ..nn.mlp import ScalarMLP
 from ..nn.radial import BesselBasis, PolynomialCutoff
-from ..nn.scale_shift import PerTypeScaleShift, per_type_values
 from ..nn.tensor_product import ChannelwiseTensorProduct, group_by_center
+from .base import EnergyModel
 from .config import AllegroConfig
 
 
@@ -57,7 +57,7 @@ def tensor_track_irreps(config: AllegroConfig) -> list[o3.Irreps]:
     return track
 
 
-class AllegroModel(torch.nn.Module):
+class AllegroModel(EnergyModel):
     """Allegro per-atom energies from edge vectors.
 
     Parameters
@@ -67,8 +67,7 @@ class AllegroModel(torch.nn.Module):
     """
 
     def __init__(self, config: AllegroConfig):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         # True: the tensor products lay edges out densely per centre (fast; the layout's width
         # is data dependent). False: they gather per edge, with shapes fixed by N and E, which
         # torch.export needs (see allegro_ase.io.export). Not saved in state dicts.
@@ -78,7 +77,6 @@ class AllegroModel(torch.nn.Module):
         num_types = len(config.type_names)
         scalars, channels = config.num_scalar_features, config.num_tensor_features
 
-        self.register_buffer("cutoff_matrix", config.cutoff_matrix())
         self.cutoff = PolynomialCutoff(config.polynomial_cutoff_p)
         self.bessel = BesselBasis(config.num_bessels, config.bessel_trainable)
         self.two_body_embed = TwoBodyEmbedding(
@@ -149,25 +147,7 @@ class AllegroModel(torch.nn.Module):
             config.readout_mlp_nonlinearity,
             config.forward_normalize, dtype, generator,
         )  # fmt: skip
-        averages = per_type_values(config.avg_num_neighbors, config.type_names, 1.0)
-        self.register_buffer("neighbor_norm", averages.rsqrt().to(dtype))
-        self.scale_shift = PerTypeScaleShift(
-            config.type_names,
-            config.per_type_energy_scales,
-            config.per_type_energy_shifts,
-            config.per_type_energy_scales_trainable,
-            config.per_type_energy_shifts_trainable,
-        )
-
-    @property
-    def type_names(self) -> tuple[str, ...]:
-        """Type names, in the order of ``atom_types``."""
-        return self.config.type_names
-
-    @property
-    def r_max(self) -> float:
-        """Largest cutoff radius, Å."""
-        return float(self.config.r_max)
+        self.add_energy_normalisation(dtype)
 
     def forward(
         self, edge_vec: torch.Tensor, edge_index: torch.Tensor, atom_types: torch.Tensor

@@ -23,7 +23,7 @@ from e3nn import o3
 from ..nn.interaction import ConvNetLayer
 from ..nn.mlp import ScalarMLP
 from ..nn.radial import BesselBasis, PolynomialCutoff
-from ..nn.scale_shift import PerTypeScaleShift, per_type_values
+from .base import EnergyModel
 from .nequip_config import NequIPConfig
 
 
@@ -41,7 +41,7 @@ def hidden_irreps(config: NequIPConfig) -> list[o3.Irreps]:
     return [features] * (config.num_layers - 1) + [last]
 
 
-class NequIPModel(torch.nn.Module):
+class NequIPModel(EnergyModel):
     """NequIP per-atom energies from edge vectors.
 
     Parameters
@@ -51,13 +51,11 @@ class NequIPModel(torch.nn.Module):
     """
 
     def __init__(self, config: NequIPConfig):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         dtype = config.dtype
         generator = torch.Generator().manual_seed(config.seed)
         num_types = len(config.type_names)
 
-        self.register_buffer("cutoff_matrix", config.cutoff_matrix())
         self.cutoff = PolynomialCutoff(config.polynomial_cutoff_p)
         self.bessel = BesselBasis(config.num_bessels, config.bessel_trainable)
         self.radial_factor = 2.0 * math.pi / config.r_max**2
@@ -92,25 +90,7 @@ class NequIPModel(torch.nn.Module):
             config.readout_mlp_nonlinearity,
             True, dtype, generator,
         )  # fmt: skip
-        averages = per_type_values(config.avg_num_neighbors, config.type_names, 1.0)
-        self.register_buffer("neighbor_norm", averages.rsqrt().to(dtype))
-        self.scale_shift = PerTypeScaleShift(
-            config.type_names,
-            config.per_type_energy_scales,
-            config.per_type_energy_shifts,
-            config.per_type_energy_scales_trainable,
-            config.per_type_energy_shifts_trainable,
-        )
-
-    @property
-    def type_names(self) -> tuple[str, ...]:
-        """Type names, in the order of ``atom_types``."""
-        return self.config.type_names
-
-    @property
-    def r_max(self) -> float:
-        """Largest cutoff radius, Å."""
-        return float(self.config.r_max)
+        self.add_energy_normalisation(dtype)
 
     def forward(
         self, edge_vec: torch.Tensor, edge_index: torch.Tensor, atom_types: torch.Tensor
