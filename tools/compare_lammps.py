@@ -48,7 +48,7 @@ thermo_style    custom step pe ke etotal c_pvir[1] c_pvir[2] c_pvir[3] c_pvir[4]
 thermo_modify   format float %.17g
 thermo          {thermo}
 {dynamics}
-dump            d all custom {steps} dump.txt id type x y z fx fy fz c_pea
+dump            d all custom {dump_every} dump.txt id type x y z fx fy fz c_pea
 dump_modify     d sort id format float %.17g
 run             {steps}
 """
@@ -117,7 +117,8 @@ def run_lammps(lmp: str, workdir: Path, ranks: int, **fields) -> dict:
         command = ["mpirun", "--allow-run-as-root", "-np", str(ranks), *command]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     start = time.perf_counter()
-    subprocess.run(command, cwd=workdir, check=True, env=env)
+    with open(workdir / "stdout.txt", "w") as stdout:  # the pair style prints to stdout
+        subprocess.run(command, cwd=workdir, check=True, env=env, stdout=stdout)
     elapsed = time.perf_counter() - start
     log = (workdir / "log.lammps").read_text().splitlines()
     first = next(k for k, line in enumerate(log) if line.split()[:2] == ["Step", "PotEng"])
@@ -176,7 +177,7 @@ def main(lmp: str, workdir: Path) -> None:
                     lammps = run_lammps(
                         lmp, case, ranks, boundary=boundary, newton=newton, data=data,
                         pair_style=pair_style, model=package, species=" ".join(SPECIES),
-                        thermo=10, dynamics=dynamics, steps=steps,
+                        thermo=10, dynamics=dynamics, steps=steps, dump_every=max(steps, 1),
                     )  # fmt: skip
                     diff = compare(model, atoms, lammps)
                     finals[name, ranks, steps] = lammps["atoms"]
