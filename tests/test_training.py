@@ -56,7 +56,7 @@ def dataset(tmp_path_factory):
 
 def config_for(dataset, out, **changes) -> TrainConfig:
     values = dict(
-        dataset=str(dataset),
+        dataset=dataset if isinstance(dataset, list) else str(dataset),
         output_dir=str(out),
         seed=3,
         split={"train": 16, "val": 4},
@@ -241,3 +241,17 @@ def test_train_command_line_trains_and_resumes(dataset, tmp_path, capsys):
     assert first["epochs_run"] == 2 and set(first) >= {"val", "test", "best_epoch"}
     assert main(["train", str(path), "--no-progress"]) == 0  # a finished run is left alone
     assert json.loads(capsys.readouterr().out)["epochs_run"] == 2
+
+
+def test_several_datasets_are_concatenated_before_the_split(dataset, tmp_path):
+    from allegro_ase.datasets import read_hdf5
+
+    frames = read_hdf5(dataset)
+    first, second = tmp_path / "a.h5", tmp_path / "b.h5"
+    for path, part in ((first, frames[:10]), (second, frames[10:])):
+        with FrameWriter(path, "EMT") as writer:
+            writer.append(part)
+    joined = prepare(config_for([str(first), str(second)], tmp_path / "joined"))
+    whole = prepare(config_for(dataset, tmp_path / "whole"))
+    assert joined.splits == whole.splits
+    assert joined.model_config == whole.model_config

@@ -2,7 +2,7 @@
 
 Example (every key is optional except ``dataset``, ``output_dir`` and ``model.r_max``)::
 
-    dataset: data/emt_metals.h5        # our HDF5 schema, or any labelled file ASE reads
+    dataset: data/emt_metals.h5        # our HDF5 schema or any labelled file ASE reads; or a list
     output_dir: runs/emt
     seed: 1
     split: {train: 2000, val: 200}     # counts or fractions; the rest is the test set
@@ -91,7 +91,7 @@ _SECTIONS = {
 class TrainConfig:
     """Everything that defines a training run; see the module docstring for the file format."""
 
-    dataset: str
+    dataset: str | list[str]
     output_dir: str
     model: dict[str, Any]
     architecture: str = "allegro"
@@ -135,8 +135,11 @@ class TrainConfig:
         for key in ("dataset", "output_dir"):
             if key not in values:
                 raise ValueError(f"The training config must set {key!r}.")
-            if base_dir is not None and not Path(values[key]).is_absolute():
-                values[key] = str(base_dir / values[key])
+        if base_dir is not None:
+            values["output_dir"] = str(base_dir / values["output_dir"])
+            datasets = values["dataset"]
+            joined = [str(base_dir / path) for path in _as_list(datasets)]
+            values["dataset"] = joined if isinstance(datasets, list) else joined[0]
         values.setdefault("model", {})
         return cls(**values)
 
@@ -147,9 +150,18 @@ class TrainConfig:
             values = yaml.safe_load(handle) or {}
         return cls.from_dict(values)
 
+    @property
+    def datasets(self) -> list[str]:
+        """The dataset files, in order; their frames are concatenated before splitting."""
+        return _as_list(self.dataset)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dictionary (YAML/JSON ready)."""
         return dataclasses.asdict(self)
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 def _reject_unknown(where: str, values: Mapping[str, Any], known: set[str]) -> None:

@@ -56,7 +56,8 @@ class PreparedData:
 
 def prepare(config: TrainConfig, frames: Sequence[Frame] | None = None) -> PreparedData:
     """Read the dataset, split it by seed, build graphs and fill the model's data statistics."""
-    frames = read_frames(config.dataset) if frames is None else frames
+    if frames is None:
+        frames = [frame for path in config.datasets for frame in read_frames(path)]
     splits = split_indices(len(frames), config.split.train, config.split.val, config.seed)
     model_config = {"seed": config.seed, **config.model}
     if "type_names" not in model_config:
