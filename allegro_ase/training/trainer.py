@@ -34,7 +34,7 @@ from tqdm import tqdm
 from ..calculator import resolve_device
 from ..conversion import SpeciesMap
 from ..datasets import Frame, read_frames
-from ..io import save_model
+from ..io import load_model, save_model
 from ..models import build_model
 from .config import TrainConfig
 from .data import LabelledGraph, frame_to_graph, join, split_indices
@@ -227,8 +227,6 @@ class Trainer:
 
     def summary(self) -> dict:
         """Best epoch, validation and test errors of the saved model; written to metrics.json."""
-        from ..io import load_model
-
         best = load_model(self.out / "model.pt").to(self.device)
         summary = {
             "best_epoch": self.best["epoch"],
