@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..models import AllegroConfig, AllegroModel, NequIPConfig, NequIPModel
+from ..models import ARCHITECTURES, AllegroConfig, AllegroModel, NequIPConfig, NequIPModel
 
 _BESSEL_EMBED = "allegro.nn.TwoBodyBesselScalarEmbed"
 _IGNORED_KEYS = {"_target_", "compile_mode", "do_derivatives"}
@@ -163,17 +163,6 @@ def getattr_path(module: torch.nn.Module, path: str) -> torch.nn.Module:
     return module
 
 
-def allegro_from_reference(
-    model_kwargs: Mapping[str, Any],
-    state_dict: Mapping[str, torch.Tensor],
-    prefix: str = "model.func.",
-) -> AllegroModel:
-    """Build a native :class:`AllegroModel` holding a reference model's weights."""
-    model = AllegroModel(allegro_config_from_reference(model_kwargs))
-    model.load_state_dict(allegro_state_dict_from_reference(state_dict, model, prefix))
-    return model.eval()
-
-
 _NEQUIP_PRESETS = {
     "S": dict(num_layers=2, l_max=1, num_features=[128, 64]),
     "M": dict(num_layers=4, l_max=2, num_features=[128, 64, 32]),
@@ -269,23 +258,16 @@ def nequip_state_dict_from_reference(
     return state
 
 
-def nequip_from_reference(
-    model_kwargs: Mapping[str, Any],
-    state_dict: Mapping[str, torch.Tensor],
-    prefix: str = "model.func.",
-) -> NequIPModel:
-    """Build a native :class:`NequIPModel` holding a reference model's weights."""
-    model = NequIPModel(nequip_config_from_reference(model_kwargs))
-    model.load_state_dict(nequip_state_dict_from_reference(state_dict, model, prefix))
-    return model.eval()
-
-
 REFERENCE_BUILDERS = {
     "allegro.model.AllegroModel": "allegro",
     "nequip.model.NequIPGNNModel": "nequip",
     "nequip.model.PresetNequIPGNNModel": "nequip",
 }
-_FROM_REFERENCE = {"allegro": allegro_from_reference, "nequip": nequip_from_reference}
+# architecture -> (reference kwargs -> our config, reference state dict -> ours)
+_FROM_REFERENCE = {
+    "allegro": (allegro_config_from_reference, allegro_state_dict_from_reference),
+    "nequip": (nequip_config_from_reference, nequip_state_dict_from_reference),
+}
 
 
 def reference_architecture(model_kwargs: Mapping[str, Any]) -> str:
@@ -322,4 +304,7 @@ def model_from_reference(
     architecture = architecture or reference_architecture(model_kwargs)
     if architecture not in _FROM_REFERENCE:
         raise ValueError(f"Unknown architecture {architecture!r}; known: {list(_FROM_REFERENCE)}.")
-    return _FROM_REFERENCE[architecture](model_kwargs, state_dict, prefix)
+    config_from_reference, state_dict_from_reference = _FROM_REFERENCE[architecture]
+    model = ARCHITECTURES[architecture][1](config_from_reference(model_kwargs))
+    model.load_state_dict(state_dict_from_reference(state_dict, model, prefix))
+    return model.eval()
