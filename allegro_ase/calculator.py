@@ -8,10 +8,10 @@ from collections.abc import Mapping
 
 import torch
 from ase import Atoms
-from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from .conversion import SpeciesMap, atoms_to_graph, has_volume
+from .conversion import SpeciesMap, atoms_to_graph, stress_available
 from .io import load_model
 from .models import with_dtype
 from .neighbors import NEIGHBOR_LIST_BACKENDS
@@ -209,15 +209,7 @@ class AllegroCalculator(Calculator):
         """Compute every implemented property of ``atoms`` in one model call."""
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
-        periodic_volume = has_volume(atoms)
-        wants_stress = {"stress", "stresses"} & set(properties)
-        if wants_stress and not periodic_volume:
-            raise PropertyNotImplementedError(
-                f"{' and '.join(sorted(wants_stress))} need a periodic system with a cell of "
-                f"non-zero volume (pbc={atoms.pbc.tolist()}, volume={abs(atoms.cell.volume):.3g} "
-                "Å³). Stress is undefined for isolated molecules; set pbc and a cell if the "
-                "system is meant to be periodic."
-            )
+        periodic_volume = stress_available(atoms, properties)
         graph = atoms_to_graph(
             atoms, self.species_map, self.model.r_max, self.cutoff_matrix, self.neighbor_list
         )

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 from ase import Atoms
-from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from .calculator import resolve_device
-from .conversion import SpeciesMap, atoms_to_graph, has_volume
+from .conversion import SpeciesMap, atoms_to_graph, stress_available
 from .io.nequip_compiled import CompiledNequIPModel, aotinductor_metadata, load_compiled_model
 from .io.nequip_files import NequIPFileError, nequip_file_kind
 from .neighbors import NEIGHBOR_LIST_BACKENDS
@@ -79,12 +79,7 @@ class NequIPCompiledCalculator(Calculator):
         """Compute every implemented property of ``atoms`` in one call of the compiled model."""
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
-        periodic_volume = has_volume(atoms)
-        if "stress" in properties and not periodic_volume:
-            raise PropertyNotImplementedError(
-                f"stress needs a periodic system with a cell of non-zero volume "
-                f"(pbc={atoms.pbc.tolist()}, volume={abs(atoms.cell.volume):.3g} Å³)."
-            )
+        periodic_volume = stress_available(atoms, properties)
         graph = atoms_to_graph(
             atoms, self.species_map, self.model.r_max, self.model.cutoff_matrix, self.neighbor_list
         )

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 from ase import Atoms
-from ase.calculators.calculator import InputError
+from ase.calculators.calculator import InputError, PropertyNotImplementedError
 from ase.data import atomic_numbers, chemical_symbols
 
 from .graph import AtomicGraph
@@ -84,6 +84,20 @@ def check_geometry(atoms: Atoms) -> None:
 def has_volume(atoms: Atoms) -> bool:
     """Whether the system is periodic in some direction and its cell has non-zero volume."""
     return bool(atoms.pbc.any()) and abs(np.linalg.det(atoms.cell.array)) > 1e-10
+
+
+def stress_available(atoms: Atoms, properties) -> bool:
+    """Whether stress can be computed; raise ``PropertyNotImplementedError`` if it is asked for but not."""
+    periodic_volume = has_volume(atoms)
+    wants_stress = {"stress", "stresses"} & set(properties)
+    if wants_stress and not periodic_volume:
+        raise PropertyNotImplementedError(
+            f"{' and '.join(sorted(wants_stress))} need a periodic system with a cell of "
+            f"non-zero volume (pbc={atoms.pbc.tolist()}, volume={abs(atoms.cell.volume):.3g} "
+            "Å³). Stress is undefined for isolated molecules; set pbc and a cell if the "
+            "system is meant to be periodic."
+        )
+    return periodic_volume
 
 
 def atoms_to_graph(
