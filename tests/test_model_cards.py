@@ -25,7 +25,7 @@ SHIPPED = [entry for entry in list_models() if entry.url is None]
 
 def card_errors(card: str) -> dict[str, float]:
     """{"forces_mae": ..., ...} from the card's held-out table (meV units)."""
-    table = card[card.index("## Held-out errors") :]
+    table = card[card.index("## Held-out errors") :].split("\n## ")[0]  # up to the next section
     errors = {}
     for quantity, mae, rmse in ROW.findall(table):
         errors[f"{KEYS[quantity]}_mae"] = float(mae)

@@ -13,6 +13,7 @@ Re-evaluate the committed frames (what ``tests/test_model_cards.py`` does)::
     python tools/evaluate_model.py pretrained/allegro-emt-metals/model.pt \
         tests/data/heldout/allegro-emt-metals.h5
 
+``--by-config-type`` adds a table of errors per frame family (or MD temperature).
 Errors are printed in meV/atom (energy), meV/Å (forces) and meV/Å³ (stress).
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -40,6 +42,26 @@ def heldout_metrics(model_path: str | Path, frames: list) -> tuple[dict, ErrorMe
     summary = {"num_frames": len(frames), "num_atoms": int(sum(len(f.numbers) for f in frames))}
     summary.update(metrics.summary())
     return summary, metrics
+
+
+def config_type_table(model_path: str | Path, frames: list) -> str:
+    """Markdown table of MAEs per ``config_type`` (the family or MD temperature of a frame)."""
+    families: dict[str, list] = {}
+    for frame in frames:
+        families.setdefault(frame.config_type, []).append(frame)
+    summaries = {name: heldout_metrics(model_path, group)[0] for name, group in families.items()}
+    quantities = [name for name in UNITS if any(f"{name}_mae" in s for s in summaries.values())]
+    header = " | ".join(f"{q.replace('_', ' ')} MAE ({UNITS[q]})" for q in quantities)
+    lines = [f"| frames | count | {header} |", "|---|---|" + "---|" * len(quantities)]
+    for name, summary in sorted(summaries.items(), key=lambda item: _natural(item[0])):
+        cells = [f"{summary[f'{q}_mae']:.2f}" if f"{q}_mae" in summary else "-" for q in quantities]
+        lines.append(f"| {name} | {summary['num_frames']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _natural(text: str) -> list:
+    """Sort key that orders "md_300K" before "md_1000K"."""
+    return [int(token) if token.isdigit() else token for token in re.split(r"(\d+)", text)]
 
 
 def parity_plot(metrics: ErrorMetrics, path: Path, title: str) -> None:
@@ -63,18 +85,37 @@ def parity_plot(metrics: ErrorMetrics, path: Path, title: str) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _provenance(paths: list[str]) -> tuple[str, dict | None]:
+    """Method and metadata of the evaluated frames: those of the (first) HDF5 source, with the
+    metadata of every source kept when there are several."""
+    attributes = [read_attributes(path) for path in paths if path.endswith((".h5", ".hdf5"))]
+    if not attributes:
+        return "unknown", None
+    if len(attributes) == 1:
+        return attributes[0]["method"], attributes[0].get("metadata")
+    metadata = {"sources": [a.get("metadata") for a in attributes]}
+    return attributes[0]["method"], metadata
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", help="model checkpoint (.pt)")
-    parser.add_argument("dataset", help="HDF5 dataset (our schema) or labelled extxyz")
+    parser.add_argument(
+        "dataset",
+        nargs="+",
+        help="HDF5 datasets (our schema) or labelled extxyz, in the order of the training config",
+    )
     parser.add_argument("--split", help="split.json of the training run")
     parser.add_argument("--subset", default="test", help="which part of --split (default test)")
     parser.add_argument("--save-frames", help="write the evaluated frames to this HDF5 file")
     parser.add_argument("--json", help="write the summary here")
     parser.add_argument("--plot", help="write a parity plot (PNG) here")
+    parser.add_argument(
+        "--by-config-type", action="store_true", help="also print MAEs per config_type"
+    )
     args = parser.parse_args(argv)
 
-    frames = read_frames(args.dataset)
+    frames = [frame for path in args.dataset for frame in read_frames(path)]
     if args.split:
         split = json.loads(Path(args.split).read_text())
         if split["num_frames"] != len(frames):
@@ -87,11 +128,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{name:16s} MAE {summary[f'{name}_mae']:8.3f}  RMSE {summary[f'{name}_rmse']:8.3f}  {unit}"
             )
     print(f"{summary['num_frames']} frames, {summary['num_atoms']} atoms")
+    if args.by_config_type:
+        print(config_type_table(args.model, frames))
     if args.save_frames:
-        attributes = read_attributes(args.dataset) if args.dataset.endswith(".h5") else {}
-        with FrameWriter(
-            args.save_frames, attributes.get("method", "unknown"), attributes.get("metadata")
-        ) as writer:
+        with FrameWriter(args.save_frames, *_provenance(args.dataset)) as writer:
             writer.append(frames)
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")

@@ -136,7 +136,11 @@ def make_adatom(ad, el, facet, a0):
 
 
 def make_cluster(el, shape, a0):
-    atoms = Icosahedron(el, 2, latticeconstant=a0) if shape == "ico" else Octahedron(el, 3, cutoff=1, latticeconstant=a0)
+    atoms = (
+        Icosahedron(el, 2, latticeconstant=a0)
+        if shape == "ico"
+        else Octahedron(el, 3, cutoff=1, latticeconstant=a0)
+    )
     atoms.set_cell(np.zeros((3, 3)))
     atoms.pbc = False
     atoms.center()
@@ -151,24 +155,40 @@ def build_tasks(a0s):
         systems.append(("bulk", el, lambda rng, i, el=el: make_bulk(el, a0s[el], rng)))
     for pair in itertools.combinations(ELEMENTS, 2):
         systems.append(
-            ("alloy", "".join(pair),
-             lambda rng, i, pair=pair: make_alloy(pair, a0s, ALLOY_FRACTIONS[i % len(ALLOY_FRACTIONS)], rng))
+            (
+                "alloy",
+                "".join(pair),
+                lambda rng, i, pair=pair: make_alloy(
+                    pair, a0s, ALLOY_FRACTIONS[i % len(ALLOY_FRACTIONS)], rng
+                ),
+            )
         )
     for el in ELEMENTS:
         for facet in ("100", "111"):
-            systems.append(("slab", f"{el}{facet}", lambda rng, i, el=el, f=facet: make_slab(el, f, a0s[el])))
+            systems.append(
+                ("slab", f"{el}{facet}", lambda rng, i, el=el, f=facet: make_slab(el, f, a0s[el]))
+            )
     for el in ELEMENTS:
         for facet in ("100", "111"):
             for ad in ELEMENTS:
                 systems.append(
-                    ("adatom", f"{ad}@{el}{facet}",
-                     lambda rng, i, ad=ad, el=el, f=facet: make_adatom(ad, el, f, a0s[el]))
+                    (
+                        "adatom",
+                        f"{ad}@{el}{facet}",
+                        lambda rng, i, ad=ad, el=el, f=facet: make_adatom(ad, el, f, a0s[el]),
+                    )
                 )
     for el in ELEMENTS:
         systems.append(("vacancy", el, lambda rng, i, el=el: make_vacancy(el, a0s[el], rng)))
     for el in ELEMENTS:
         for shape in ("ico", "cubo"):
-            systems.append(("cluster", f"{el}13{shape}", lambda rng, i, el=el, s=shape: make_cluster(el, s, a0s[el])))
+            systems.append(
+                (
+                    "cluster",
+                    f"{el}13{shape}",
+                    lambda rng, i, el=el, s=shape: make_cluster(el, s, a0s[el]),
+                )
+            )
     tasks = []
     for temperature in (0, *TEMPERATURES):
         for family, label, factory in systems:
@@ -224,8 +244,9 @@ def run_task(name, family, factory, temperature, seed, fmax_reject):
         dt = 1.0 if light else 2.0  # fs; Al is light, use a smaller step
         every = int(round(SAMPLE_FS / dt))
         thermalize_momenta(atoms, temperature, rng=rng)
-        dyn = Langevin(atoms, dt * units.fs, temperature_K=temperature, friction=FRICTION,
-                       fixcm=False, rng=rng)
+        dyn = Langevin(
+            atoms, dt * units.fs, temperature_K=temperature, friction=FRICTION, fixcm=False, rng=rng
+        )
         dyn.run(int(round(EQUIL_FS / dt)))
         for _ in range(plan["frames"]):
             dyn.run(every)
@@ -259,8 +280,13 @@ def main(argv=None):
         "temperatures_K": list(TEMPERATURES),
         "plan": PLAN,
         "alloy_fractions": list(ALLOY_FRACTIONS),
-        "md": {"thermostat": "Langevin", "friction_per_fs": 0.02, "dt_fs": "2 (1 if Al present)",
-               "sample_every_fs": SAMPLE_FS, "equilibration_fs": EQUIL_FS},
+        "md": {
+            "thermostat": "Langevin",
+            "friction_per_fs": 0.02,
+            "dt_fs": "2 (1 if Al present)",
+            "sample_every_fs": SAMPLE_FS,
+            "equilibration_fs": EQUIL_FS,
+        },
         "fmax_reject_eV_per_A": args.fmax_reject,
         "task_seed": "int.from_bytes(sha256(f'{seed}:{task}')[:8], 'little') >> 1",
     }
@@ -270,18 +296,28 @@ def main(argv=None):
     with FrameWriter(args.out, method="EMT", metadata=metadata) as writer:
         done = writer.completed_tasks
         todo = [t for t in tasks if t[0] not in done]
-        print(f"{len(tasks)} tasks, {len(tasks) - len(todo)} already done, {len(writer)} frames in file; "
-              f"a0 = {json.dumps({k: round(v, 4) for k, v in a0s.items()})}", flush=True)
+        print(
+            f"{len(tasks)} tasks, {len(tasks) - len(todo)} already done, {len(writer)} frames in file; "
+            f"a0 = {json.dumps({k: round(v, 4) for k, v in a0s.items()})}",
+            flush=True,
+        )
         for k, (name, family, factory, temperature) in enumerate(todo):
             t0 = time.perf_counter()
-            frames, rejected = run_task(name, family, factory, temperature,
-                                        task_seed(args.seed, name), args.fmax_reject)
+            frames, rejected = run_task(
+                name, family, factory, temperature, task_seed(args.seed, name), args.fmax_reject
+            )
             writer.append(frames, task=name)
             total_rejected += rejected
-            print(f"[{k + 1}/{len(todo)}] {name}: {len(frames)} frames, {rejected} rejected, "
-                  f"{time.perf_counter() - t0:.1f} s (file: {len(writer)} frames)", flush=True)
+            print(
+                f"[{k + 1}/{len(todo)}] {name}: {len(frames)} frames, {rejected} rejected, "
+                f"{time.perf_counter() - t0:.1f} s (file: {len(writer)} frames)",
+                flush=True,
+            )
         n = len(writer)
-    print(f"done: {n} frames, {total_rejected} rejected this run, {time.perf_counter() - start:.0f} s", flush=True)
+    print(
+        f"done: {n} frames, {total_rejected} rejected this run, {time.perf_counter() - start:.0f} s",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

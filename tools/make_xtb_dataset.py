@@ -120,11 +120,14 @@ def tasks_for(frames_per_temperature: int):
     """Ordered (task name, temperature, number of frames) with chunks of about CHUNK frames."""
     n_chunks = max(1, int(np.ceil(frames_per_temperature / CHUNK)))
     sizes = [len(a) for a in np.array_split(np.arange(frames_per_temperature), n_chunks)]
-    return [(f"md_{t}K_chunk{c:02d}", t, size) for t in TEMPERATURES for c, size in enumerate(sizes)]
+    return [
+        (f"md_{t}K_chunk{c:02d}", t, size) for t in TEMPERATURES for c, size in enumerate(sizes)
+    ]
 
 
-def run_chunk(relaxed: Atoms, graph: np.ndarray, temperature: int, n_frames: int, seed: int,
-              config_type: str):
+def run_chunk(
+    relaxed: Atoms, graph: np.ndarray, temperature: int, n_frames: int, seed: int, config_type: str
+):
     """Frames of one chunk, and the number of rejected (bond graph changed) samples."""
     rng = np.random.default_rng(seed)
     frames, rejected, bad_in_a_row = [], 0, 0
@@ -133,8 +136,14 @@ def run_chunk(relaxed: Atoms, graph: np.ndarray, temperature: int, n_frames: int
         atoms = relaxed.copy()
         atoms.calc = calculator()
         thermalize_momenta(atoms, temperature, rng=rng)
-        dyn = Langevin(atoms, DT_FS * units.fs, temperature_K=temperature, friction=FRICTION,
-                       fixcm=False, rng=rng)
+        dyn = Langevin(
+            atoms,
+            DT_FS * units.fs,
+            temperature_K=temperature,
+            friction=FRICTION,
+            fixcm=False,
+            rng=rng,
+        )
         dyn.run(EQUIL_STEPS)
         return atoms, dyn
 
@@ -171,8 +180,12 @@ def main(argv=None):
     parser.add_argument("molecule", choices=["ethanol", "aspirin"])
     parser.add_argument("--out", default=None, help="default: data/gfn2_{molecule}.h5")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--frames", type=int, default=2500, help="total, split evenly over temperatures")
-    parser.add_argument("--max-tasks", type=int, default=None, help="stop after this many tasks (testing)")
+    parser.add_argument(
+        "--frames", type=int, default=2500, help="total, split evenly over temperatures"
+    )
+    parser.add_argument(
+        "--max-tasks", type=int, default=None, help="stop after this many tasks (testing)"
+    )
     args = parser.parse_args(argv)
     out = Path(args.out or f"data/gfn2_{args.molecule}.h5")
 
@@ -199,10 +212,16 @@ def main(argv=None):
             "positions_A": relaxed.positions.round(6).tolist(),
             "optimizer": "BFGS fmax 0.05 eV/A",
         },
-        "md": {"thermostat": "Langevin", "dt_fs": DT_FS, "friction_per_fs": 0.01,
-               "equilibration_steps": EQUIL_STEPS, "sample_every_steps": SAMPLE_EVERY,
-               "temperatures_K": list(TEMPERATURES), "frames_per_chunk": CHUNK,
-               "restart_after_bad_in_a_row": MAX_BAD_IN_A_ROW},
+        "md": {
+            "thermostat": "Langevin",
+            "dt_fs": DT_FS,
+            "friction_per_fs": 0.01,
+            "equilibration_steps": EQUIL_STEPS,
+            "sample_every_steps": SAMPLE_EVERY,
+            "temperatures_K": list(TEMPERATURES),
+            "frames_per_chunk": CHUNK,
+            "restart_after_bad_in_a_row": MAX_BAD_IN_A_ROW,
+        },
         "reject": "covalent bond graph (natural_cutoffs x 1.2) differs from the relaxed molecule",
         "task_seed": "int.from_bytes(sha256(f'{seed}:{task}')[:8], 'little') >> 1",
     }
@@ -214,18 +233,33 @@ def main(argv=None):
         skipped = len(tasks) - len(todo)
         if args.max_tasks is not None:
             todo = todo[: args.max_tasks]
-        print(f"{args.molecule}: relaxed E = {relaxed.get_potential_energy():.6f} eV; {len(tasks)} tasks, "
-              f"{skipped} already done, {len(writer)} frames in file", flush=True)
+        print(
+            f"{args.molecule}: relaxed E = {relaxed.get_potential_energy():.6f} eV; {len(tasks)} tasks, "
+            f"{skipped} already done, {len(writer)} frames in file",
+            flush=True,
+        )
         for k, (name, temperature, n_frames) in enumerate(todo):
             t0 = time.perf_counter()
-            frames, rejected = run_chunk(relaxed, graph, temperature, n_frames,
-                                         task_seed(args.seed, name), f"{args.molecule}_md_{temperature}K")
+            frames, rejected = run_chunk(
+                relaxed,
+                graph,
+                temperature,
+                n_frames,
+                task_seed(args.seed, name),
+                f"{args.molecule}_md_{temperature}K",
+            )
             writer.append(frames, task=name)
             total_rejected += rejected
-            print(f"[{k + 1}/{len(todo)}] {name}: {len(frames)} frames, {rejected} rejected, "
-                  f"{time.perf_counter() - t0:.1f} s (file: {len(writer)} frames)", flush=True)
+            print(
+                f"[{k + 1}/{len(todo)}] {name}: {len(frames)} frames, {rejected} rejected, "
+                f"{time.perf_counter() - t0:.1f} s (file: {len(writer)} frames)",
+                flush=True,
+            )
         n = len(writer)
-    print(f"done: {n} frames, {total_rejected} rejected this run, {time.perf_counter() - t_start:.0f} s", flush=True)
+    print(
+        f"done: {n} frames, {total_rejected} rejected this run, {time.perf_counter() - t_start:.0f} s",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
