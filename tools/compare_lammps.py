@@ -10,8 +10,14 @@ model (``pair_style nequip``, 1 rank), both with asymmetric per-edge-type cutoff
 energies, forces and the virial stress (LAMMPS bar -> ASE eV/Å³, with LAMMPS' own metal
 ``nktv2p``) with :class:`~allegro_ase.AllegroCalculator` evaluated on LAMMPS' own coordinates.
 Prints a Markdown table; the exact LAMMPS input is ``WORKDIR/<case>/in.lmp``.
+
+``--zoo NAME ...`` instead runs shipped (float32) zoo models on a rattled 500-atom Cu3Au-like fcc
+cell: Allegro models with ``pair_style allegro`` on 1 and 2 ranks, NequIP models with
+``pair_style nequip`` on 1 rank, ``run 0`` and 200 NVE steps, and also reports LAMMPS' ms per step
+beside our calculator's ms per force call on the same cell.
 """
 
+import argparse
 import os
 import subprocess
 import sys
@@ -24,8 +30,10 @@ from ase.build import bulk, fcc100
 from ase.data import atomic_masses, atomic_numbers
 
 from allegro_ase import AllegroCalculator
+from allegro_ase.io import load_model
 from allegro_ase.io.export import export_model
-from allegro_ase.models import build_model
+from allegro_ase.models import architecture_of, build_model
+from allegro_ase.zoo import resolve
 
 NKTV2P = 1.6021765e6  # LAMMPS' metal-units pressure factor: bar per eV/Å³
 SPECIES = ["Cu", "Au", "H"]
@@ -79,16 +87,27 @@ def structures() -> dict[str, Atoms]:
     return {"alloy": alloy, "triclinic": triclinic, "slab": slab}
 
 
-def write_data(atoms: Atoms, path: Path) -> None:
-    """LAMMPS data file (atom_style atomic); the cell must already be lower-triangular."""
+def zoo_structure() -> Atoms:
+    """500-atom fcc Cu cell with every 4th atom Au, rattled: the shipped EMT models' test cell."""
+    atoms = bulk("Cu", "fcc", a=3.7, cubic=True) * (5, 5, 5)
+    atoms.numbers[::4] = 79
+    atoms.rattle(0.05, seed=2)
+    return atoms
+
+
+def write_data(atoms: Atoms, path: Path, species: list[str] = SPECIES) -> None:
+    """LAMMPS data file (atom_style atomic); the cell must already be lower-triangular.
+
+    Atom type k + 1 is ``species[k]``, the order of the ``pair_coeff`` line.
+    """
     cell = atoms.cell.array.tolist()  # Python floats: repr round-trips
     assert cell[0][1] == cell[0][2] == cell[1][2] == 0, "rotate the cell into LAMMPS' frame"
-    types = [SPECIES.index(s) + 1 for s in atoms.get_chemical_symbols()]
+    types = [species.index(s) + 1 for s in atoms.get_chemical_symbols()]
     lines = [
         "written by tools/compare_lammps.py",
         "",
         f"{len(atoms)} atoms",
-        f"{len(SPECIES)} atom types",
+        f"{len(species)} atom types",
         f"0.0 {cell[0][0]!r} xlo xhi",
         f"0.0 {cell[1][1]!r} ylo yhi",
         f"0.0 {cell[2][2]!r} zlo zhi",
@@ -96,7 +115,7 @@ def write_data(atoms: Atoms, path: Path) -> None:
         "",
         "Masses",
         "",
-        *[f"{k + 1} {atomic_masses[atomic_numbers[s]]}" for k, s in enumerate(SPECIES)],
+        *[f"{k + 1} {atomic_masses[atomic_numbers[s]]}" for k, s in enumerate(species)],
         "",
         "Atoms # atomic",
         "",
@@ -122,15 +141,21 @@ def run_lammps(lmp: str, workdir: Path, ranks: int, **fields) -> dict:
     elapsed = time.perf_counter() - start
     log = (workdir / "log.lammps").read_text().splitlines()
     first = next(k for k, line in enumerate(log) if line.split()[:2] == ["Step", "PotEng"])
-    thermo = []
+    thermo, loop_seconds = [], float("nan")
     for line in log[first + 1 :]:
-        if line.startswith("Loop time"):
+        if line.startswith("Loop time"):  # "Loop time of T on P procs for S steps ..."
+            loop_seconds = float(line.split()[3])
             break
         thermo.append([float(x) for x in line.split()])
     frame = (workdir / "dump.txt").read_text().splitlines()
     last = max(k for k, line in enumerate(frame) if line.startswith("ITEM: ATOMS"))
     table = np.array([[float(x) for x in line.split()] for line in frame[last + 1 :]])
-    return {"thermo": np.array(thermo), "atoms": table, "seconds": elapsed}
+    return {
+        "thermo": np.array(thermo),
+        "atoms": table,
+        "seconds": elapsed,
+        "loop_seconds": loop_seconds,
+    }
 
 
 def compare(model, atoms: Atoms, lammps: dict) -> dict:
@@ -149,17 +174,68 @@ def compare(model, atoms: Atoms, lammps: dict) -> dict:
     }
 
 
+HEADER = (
+    "| model | pair style | structure | N | ranks | run | max abs. diff. E (eV) | "
+    "e_i (eV) | F (eV/Å) | σ (eV/Å³) | NVE E_tot spread (eV) | LAMMPS s |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
+PAIR_STYLES = {"allegro": ("allegro", "on", (1, 2)), "nequip": ("nequip", "off", (1,))}
+
+
+def compare_zoo(lmp: str, workdir: Path, names: list[str], steps: int = 200) -> None:
+    """Shipped models in LAMMPS against our calculator on :func:`zoo_structure`."""
+    atoms = zoo_structure()
+    print(HEADER.replace("LAMMPS s", "LAMMPS ms/step | ours ms/call"))
+    for name in names:
+        model = load_model(resolve(name))
+        pair_style, newton, all_ranks = PAIR_STYLES[architecture_of(model)]
+        species = list(model.config.type_names)
+        package = workdir / f"{name}.nequip.pt2"
+        if not package.is_file():
+            start = time.perf_counter()
+            export_model(model, package, f"pair_{pair_style}")
+            print(f"<!-- {package.name} compiled in {time.perf_counter() - start:.0f} s -->")
+        data = workdir / f"{name}.data"
+        write_data(atoms, data, species)
+        ours = _ms_per_call(model, atoms)
+        for ranks in all_ranks:
+            for run, n, dynamics in (("run 0", 0, ""), (f"NVE {steps} fs", steps, NVE)):
+                lammps = run_lammps(
+                    lmp, workdir / f"{name}-{ranks}rank-{n}", ranks, boundary="p p p",
+                    newton=newton, data=data, pair_style=pair_style, model=package,
+                    species=" ".join(species), thermo=20, dynamics=dynamics, steps=n,
+                    dump_every=max(n, 1),
+                )  # fmt: skip
+                diff = compare(model, atoms, lammps)
+                timing = f"{1e3 * lammps['loop_seconds'] / n:.0f} | {ours:.0f}" if n else "- | -"
+                drift = f"{diff['drift']:.1e}" if n else "-"
+                print(f"| {name} | {pair_style} | Cu-Au fcc | {len(atoms)} | {ranks} | {run} | "
+                      f"{diff['energy']:.1e} | {diff['energies']:.1e} | {diff['forces']:.1e} | "
+                      f"{diff['stress']:.1e} | {drift} | {timing} |")  # fmt: skip
+
+
+def _ms_per_call(model, atoms: Atoms, repeats: int = 5) -> float:
+    """Median ms of our calculator's energy + forces + stress call (1 torch thread)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    atoms = atoms.copy()
+    atoms.calc = AllegroCalculator(model, device="cpu")
+    times = []
+    for _ in range(repeats + 1):
+        atoms.positions[0, 0] += 1e-4  # a new geometry every call
+        start = time.perf_counter()
+        atoms.get_stress()
+        times.append(time.perf_counter() - start)
+    torch.set_num_threads(threads)
+    return 1e3 * float(np.median(times[1:]))
+
+
 def main(lmp: str, workdir: Path) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
-    print(
-        "| model | pair style | structure | N | ranks | run | max abs. diff. E (eV) | "
-        "e_i (eV) | F (eV/Å) | σ (eV/Å³) | NVE E_tot spread (eV) | LAMMPS s |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for architecture, pair_style, newton, all_ranks in [
-        ("allegro", "allegro", "on", (1, 2)),
-        ("nequip", "nequip", "off", (1,)),
-    ]:
+    print(HEADER)
+    for architecture, (pair_style, newton, all_ranks) in PAIR_STYLES.items():
         model = build_model(architecture, MODELS[architecture])
         package = workdir / f"{architecture}-pair_{pair_style}.nequip.pt2"
         if not package.is_file():
@@ -193,6 +269,14 @@ def main(lmp: str, workdir: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit(__doc__)
-    main(sys.argv[1], Path(sys.argv[2]).resolve())
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("lmp", help="LAMMPS binary with the pair_nequip_allegro styles")
+    parser.add_argument("workdir", type=Path)
+    parser.add_argument("--zoo", nargs="+", metavar="NAME", help="shipped models to run instead")
+    args = parser.parse_args()
+    args.workdir = args.workdir.resolve()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.zoo:
+        compare_zoo(args.lmp, args.workdir, args.zoo)
+    else:
+        main(args.lmp, args.workdir)
