@@ -32,20 +32,29 @@ def endpoints() -> tuple:
     return slab, final
 
 
-def barrier(make_calc, n_images: int = 3, fmax: float = 0.05) -> float:
-    """NEB barrier (eV) with relaxed endpoints; ``make_calc()`` gives one calculator per image."""
-    initial, final = endpoints()
+def neb_barrier(
+    initial, final, make_calc, n_images: int = 3, fmax: float = 0.05, climb: bool = False
+) -> float:
+    """NEB barrier (eV) from ``initial`` to ``final``, both relaxed first (in place).
+
+    ``make_calc()`` gives one calculator per image.
+    """
     for atoms in (initial, final):
         atoms.calc = make_calc()
         QuasiNewton(atoms, logfile=None).run(fmax=fmax)
     images = [initial] + [initial.copy() for _ in range(n_images)] + [final]
     for image in images[1:-1]:
         image.calc = make_calc()
-    neb = NEB(images, method="improvedtangent")
+    neb = NEB(images, method="improvedtangent", climb=climb)
     neb.interpolate()
     BFGS(neb, logfile=None).run(fmax=fmax, steps=300)
     energies = [image.get_potential_energy() for image in images]
     return max(energies) - energies[0]
+
+
+def barrier(make_calc, n_images: int = 3, fmax: float = 0.05) -> float:
+    """Barrier (eV) of the Au hop; ``make_calc()`` gives one calculator per image."""
+    return neb_barrier(*endpoints(), make_calc, n_images, fmax)
 
 
 def main(argv: list[str] | None = None) -> dict:
