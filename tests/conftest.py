@@ -35,6 +35,8 @@ MODEL_VARIANTS = {
 # NequIP (message passing) variants; the receptive field is num_layers * r_max.
 NEQUIP_VARIANTS = {
     "nequip-lmax2-parity-2layers": dict(l_max=2, parity=True, num_layers=2),
+    # the shape of the shipped nequip-emt-metals; its middle layer holds an e3nn constant buffer
+    "nequip-lmax1-parity-3layers": dict(l_max=1, parity=True, num_layers=3),
     "nequip-lmax1-noparity-3layers-resnet-edge-cutoffs": dict(
         l_max=1,
         parity=False,

@@ -1,6 +1,8 @@
 """Our model files round-trip exactly and are refused when damaged, without running code."""
 
+import copy
 import io
+import pickle
 import zipfile
 
 import numpy as np
@@ -30,6 +32,16 @@ def test_round_trip_gives_identical_results(saved, model):
     np.testing.assert_array_equal(atoms.get_forces(), expected[1])
     np.testing.assert_array_equal(atoms.get_stress(), expected[2])
     assert atoms.calc.model.config == model.config
+
+
+@pytest.mark.parametrize("duplicate", [copy.deepcopy, lambda m: pickle.loads(pickle.dumps(m))])
+def test_copies_save_and_load_like_the_original(model, duplicate, tmp_path):
+    """A copy (the trainer's EMA is a deep copy) has the original's state dict, e3nn constants
+    left out, and its file loads."""
+    copied = duplicate(model)
+    assert copied.state_dict().keys() == model.state_dict().keys()
+    save_model(copied, tmp_path / "copy.pt")
+    assert load_model(tmp_path / "copy.pt").state_dict().keys() == model.state_dict().keys()
 
 
 def test_file_is_plain_tensors_and_json(saved):

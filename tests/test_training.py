@@ -13,6 +13,7 @@ from conftest import GEOMETRIES, make_model
 
 from allegro_ase.conversion import SpeciesMap, atoms_to_graph
 from allegro_ase.datasets import Frame, FrameWriter, write_extxyz
+from allegro_ase.io import load_model
 from allegro_ase.outputs import compute_outputs
 from allegro_ase.training import TrainConfig, Trainer, frame_to_graph, join, predict, prepare
 from allegro_ase.training.data import split_indices
@@ -28,6 +29,9 @@ MODEL = dict(
     scalar_embed_mlp_hidden_layers_width=8,
     allegro_mlp_hidden_layers_width=8,
     readout_mlp_hidden_layers_width=4,
+)
+NEQUIP_MODEL = dict(
+    r_max=4.0, l_max=1, num_layers=3, num_features=8, radial_mlp_width=8, num_bessels=4
 )
 
 
@@ -155,6 +159,17 @@ def test_training_lowers_validation_error_and_writes_its_files(dataset, tmp_path
     assert split["num_frames"] == 24 and len(split["test"]) == 4
     assert set(summary["test"]) >= {"energy_per_atom_mae", "forces_rmse", "stress_mae"}
     assert (tmp_path / "model.pt").exists()
+
+
+def test_a_nequip_run_saves_a_model_that_loads_and_predicts_as_trained(dataset, tmp_path):
+    config = config_for(dataset, tmp_path, architecture="nequip", model=NEQUIP_MODEL, max_epochs=1)
+    trainer = Trainer(config, progress=False)
+    trainer.fit()
+    saved = load_model(tmp_path / "model.pt")  # the EMA of the best (here the only) epoch
+    batch = join(trainer.data.graphs["test"])
+    expected, got = predict(trainer.ema, batch, False), predict(saved, batch, False)
+    for name in ("energy", "forces", "virial"):
+        assert torch.equal(getattr(got, name), getattr(expected, name)), name
 
 
 def test_same_config_and_seed_give_the_same_model(dataset, tmp_path):

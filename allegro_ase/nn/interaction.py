@@ -69,15 +69,36 @@ def building_e3nn(dtype: torch.dtype) -> Iterator[None]:
 
 
 def adopt_e3nn(module: torch.nn.Module, generator: torch.Generator | None) -> torch.nn.Module:
-    """Redraw ``module``'s weights (standard normal) from ``generator``; stop saving its constants."""
+    """Redraw ``module``'s weights (standard normal) from ``generator``; stop saving its constants.
+
+    e3nn keeps Clebsch-Gordan coefficients as buffers of generated ``fx.GraphModule``s. They are
+    recomputed on construction in the model's dtype, so they are left out of state dicts, as
+    ``register_buffer(..., persistent=False)`` would. A deep copy or unpickling regenerates those
+    GraphModules with ordinary buffers, so hooks on ``module`` (which copies keep) re-mark them
+    before every save and load, and drop such constants from state dicts written before.
+    """
     with torch.no_grad():
         for parameter in module.parameters():
             parameter.copy_(
                 torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
             )
-    for submodule in module.modules():  # as register_buffer(..., persistent=False) would
-        submodule._non_persistent_buffers_set.update(submodule._buffers)
+    _mark_constants(module)
+    module.register_state_dict_pre_hook(_mark_constants)
+    module._register_load_state_dict_pre_hook(_skip_constants, with_module=True)
     return module
+
+
+def _mark_constants(module: torch.nn.Module, *_) -> None:
+    """Make every buffer of ``module`` and its submodules non-persistent."""
+    for submodule in module.modules():
+        submodule._non_persistent_buffers_set.update(submodule._buffers)
+
+
+def _skip_constants(module: torch.nn.Module, state_dict: dict, prefix: str, *_) -> None:
+    """Before loading: mark the constants and remove any that an older file carries."""
+    _mark_constants(module)
+    for name, _ in module.named_buffers():
+        state_dict.pop(prefix + name, None)
 
 
 class InteractionBlock(torch.nn.Module):
