@@ -13,6 +13,10 @@ Usage::
 
     python benchmarks/calculator_timing.py --sizes 108 500 --dtypes float32 float64 \
         --reference-python /work/refvenv/bin/python
+
+``--model NAME`` times a shipped zoo model instead (it must know Cu and Au; the cell is then
+Cu with every 4th atom Au), e.g. to compare the Allegro and NequIP EMT models; there is no
+reference column for those.
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ HYPERPARAMETERS = dict(
 )  # fmt: skip
 
 
-def run_case(size: int, dtype: str, repeats: int, threads: int, backend: str) -> dict:
+def run_case(
+    size: int, dtype: str, repeats: int, threads: int, backend: str, model: str | None = None
+) -> dict:
     """Time one case in this process; returns a JSON-ready dict."""
     import torch
     from ase.build import bulk
@@ -48,8 +54,15 @@ def run_case(size: int, dtype: str, repeats: int, threads: int, backend: str) ->
     repeat = round((size / 4) ** (1 / 3))
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * repeat
     atoms.rattle(0.02, seed=0)
-    config = AllegroConfig(type_names=["Cu"], model_dtype=dtype, seed=456, **HYPERPARAMETERS)
-    atoms.calc = AllegroCalculator(AllegroModel(config), device="cpu", neighbor_list=backend)
+    if model:
+        atoms.numbers[::4] = 79
+        calc = AllegroCalculator.from_pretrained(
+            model, device="cpu", dtype=dtype, neighbor_list=backend
+        )
+    else:
+        config = AllegroConfig(type_names=["Cu"], model_dtype=dtype, seed=456, **HYPERPARAMETERS)
+        calc = AllegroCalculator(AllegroModel(config), device="cpu", neighbor_list=backend)
+    atoms.calc = calc
     rng = np.random.default_rng(0)
     times = []
     for call in range(2 + repeats):
@@ -58,7 +71,7 @@ def run_case(size: int, dtype: str, repeats: int, threads: int, backend: str) ->
         atoms.get_forces()
         if call >= 2:
             times.append(time.perf_counter() - start)
-    edges = _count_edges(atoms, config.r_max)
+    edges = _count_edges(atoms, calc.model.r_max)
     return {
         "N": len(atoms), "dtype": dtype, "edges": edges,
         "min_ms": 1e3 * min(times), "median_ms": 1e3 * statistics.median(times),
@@ -98,12 +111,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--neighbor-list", default="matscipy")
     parser.add_argument("--reference-python", default=None, help="python of the nequip venv")
+    parser.add_argument("--model", default=None, help="a zoo model instead of the untrained one")
     parser.add_argument("--case", nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.case:
         size, dtype = int(args.case[0]), args.case[1]
-        result = run_case(size, dtype, args.repeats, args.threads, args.neighbor_list)
+        result = run_case(size, dtype, args.repeats, args.threads, args.neighbor_list, args.model)
         print(json.dumps(result))
         return
 
@@ -113,12 +127,12 @@ def main() -> None:
             command = [
                 sys.executable, __file__, "--case", str(size), dtype, "--repeats",
                 str(args.repeats), "--threads", str(args.threads), "--neighbor-list",
-                args.neighbor_list,
+                args.neighbor_list, *(["--model", args.model] if args.model else []),
             ]  # fmt: skip
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             rows.append(json.loads(output.strip().splitlines()[-1]))
     reference = {}
-    if args.reference_python:
+    if args.reference_python and not args.model:
         reference = reference_timings(
             args.reference_python, args.sizes, args.dtypes, args.repeats, args.threads
         )
@@ -126,7 +140,8 @@ def main() -> None:
     print(
         f"# AllegroCalculator.get_forces(), CPU, {args.threads} thread(s), "
         f"{platform.processor() or platform.machine()}, {time.strftime('%Y-%m-%d')}, "
-        f"neighbour list {args.neighbor_list}, hyperparameters {HYPERPARAMETERS}"
+        f"neighbour list {args.neighbor_list}, "
+        + (f"zoo model {args.model}" if args.model else f"hyperparameters {HYPERPARAMETERS}")
     )
     print("| N | dtype | edges | ours min / median ms | atom-steps/s | peak RSS MiB "
           "| reference min / median ms | speed-up (median) |")  # fmt: skip
