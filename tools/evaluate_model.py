@@ -13,7 +13,8 @@ Re-evaluate the committed frames (what ``tests/test_model_cards.py`` does)::
     python tools/evaluate_model.py pretrained/allegro-emt-metals/model.pt \
         tests/data/heldout/allegro-emt-metals.h5
 
-``--by-config-type`` adds a table of errors per frame family (or MD temperature).
+``--group REGEX`` adds a table of errors per group of frames, e.g. ``--group '^[a-z]+'`` per family
+(bulk, slab, ...) or ``--group '\\d+K'`` per MD temperature.
 Errors are printed in meV/atom (energy), meV/Å (forces) and meV/Å³ (stress).
 """
 
@@ -44,12 +45,17 @@ def heldout_metrics(model_path: str | Path, frames: list) -> tuple[dict, ErrorMe
     return summary, metrics
 
 
-def config_type_table(model_path: str | Path, frames: list) -> str:
-    """Markdown table of MAEs per ``config_type`` (the family or MD temperature of a frame)."""
-    families: dict[str, list] = {}
+def group_table(model_path: str | Path, frames: list, pattern: str) -> str:
+    """Markdown table of MAEs per group of frames: the first match of the regular expression
+    ``pattern`` in a frame's ``config_type`` (the whole ``config_type`` where it does not match).
+
+    E.g. ``^[a-z]+`` groups ``bulk_Cu_300K`` by family, ``\\d+K`` by MD temperature.
+    """
+    groups: dict[str, list] = {}
     for frame in frames:
-        families.setdefault(frame.config_type, []).append(frame)
-    summaries = {name: heldout_metrics(model_path, group)[0] for name, group in families.items()}
+        match = re.search(pattern, frame.config_type)
+        groups.setdefault(match.group(0) if match else frame.config_type, []).append(frame)
+    summaries = {name: heldout_metrics(model_path, group)[0] for name, group in groups.items()}
     quantities = [name for name in UNITS if any(f"{name}_mae" in s for s in summaries.values())]
     header = " | ".join(f"{q.replace('_', ' ')} MAE ({UNITS[q]})" for q in quantities)
     lines = [f"| frames | count | {header} |", "|---|---|" + "---|" * len(quantities)]
@@ -111,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the summary here")
     parser.add_argument("--plot", help="write a parity plot (PNG) here")
     parser.add_argument(
-        "--by-config-type", action="store_true", help="also print MAEs per config_type"
+        "--group",
+        metavar="REGEX",
+        help="also print MAEs per group of config_type: '^[a-z]+' (family), '\\d+K' (temperature)",
     )
     args = parser.parse_args(argv)
 
@@ -128,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{name:16s} MAE {summary[f'{name}_mae']:8.3f}  RMSE {summary[f'{name}_rmse']:8.3f}  {unit}"
             )
     print(f"{summary['num_frames']} frames, {summary['num_atoms']} atoms")
-    if args.by_config_type:
-        print(config_type_table(args.model, frames))
+    if args.group:
+        print(group_table(args.model, frames, args.group))
     if args.save_frames:
         with FrameWriter(args.save_frames, *_provenance(args.dataset)) as writer:
             writer.append(frames)
