@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import yaml
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from conftest import GEOMETRIES, make_model
@@ -161,6 +162,20 @@ def test_training_lowers_validation_error_and_writes_its_files(dataset, tmp_path
     assert (tmp_path / "model.pt").exists()
 
 
+def test_plateau_threshold_makes_small_improvements_count_as_flat(dataset, tmp_path):
+    rates = {}
+    for threshold in (1e-4, 0.9):
+        schedule = {"name": "plateau", "patience": 0, "threshold": threshold}
+        config = config_for(
+            dataset, tmp_path / str(threshold), optimizer={"lr": 0.01}, schedule=schedule
+        )
+        Trainer(config, progress=False).fit()
+        rows = (tmp_path / str(threshold) / "metrics.csv").read_text().splitlines()[1:]
+        rates[threshold] = [float(row.split(",")[1]) for row in rows]
+    assert rates[1e-4] == [0.01, 0.01, 0.01]  # the loss fell by more than 0.01 % each epoch
+    assert rates[0.9] == [0.01, 0.01, 0.005]  # ... but not by 90 %: halved after epoch 2
+
+
 def test_a_nequip_run_saves_a_model_that_loads_and_predicts_as_trained(dataset, tmp_path):
     config = config_for(dataset, tmp_path, architecture="nequip", model=NEQUIP_MODEL, max_epochs=1)
     trainer = Trainer(config, progress=False)
@@ -210,6 +225,16 @@ def test_output_dir_of_another_run_is_refused(dataset, tmp_path):
     other = config_for(dataset, tmp_path, max_epochs=1, seed=4)
     with pytest.raises(RuntimeError, match="different"):
         Trainer(other, progress=False).fit()
+
+
+def test_run_written_before_a_new_setting_existed_still_resumes(dataset, tmp_path):
+    """config.yaml of an older version lacks schedule.threshold; its default changes nothing."""
+    Trainer(config_for(dataset, tmp_path, max_epochs=1), progress=False).fit()
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    del saved["schedule"]["threshold"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    Trainer(config_for(dataset, tmp_path, max_epochs=2), progress=False).fit()
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 3
 
 
 def test_extxyz_dataset_trains_like_hdf5(dataset, tmp_path):

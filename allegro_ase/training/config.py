@@ -62,11 +62,16 @@ class OptimizerConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ScheduleConfig:
-    """``plateau`` (multiply the rate by ``factor`` after ``patience`` flat epochs) or ``cosine``."""
+    """``plateau`` (multiply the rate by ``factor`` after ``patience`` flat epochs) or ``cosine``.
+
+    With ``plateau``, an epoch is flat unless its validation loss beats the best so far by the
+    relative ``threshold``: a larger threshold lowers the rate while the loss still creeps down.
+    """
 
     name: str = "plateau"
     factor: float = 0.5
     patience: int = 10
+    threshold: float = 1e-4
     min_lr: float = 1e-6
 
 

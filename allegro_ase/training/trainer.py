@@ -113,6 +113,7 @@ class Trainer:
                 self.optimizer,
                 factor=config.schedule.factor,
                 patience=config.schedule.patience,
+                threshold=config.schedule.threshold,
                 min_lr=config.schedule.min_lr,
             )
         else:
@@ -250,12 +251,15 @@ class Trainer:
         """config.yaml and split.json; a resumed run must have the same data, model and optimiser.
 
         Only the stopping rules (``max_epochs``, ``early_stopping``) and ``device`` may change
-        between a run and its continuation.
+        between a run and its continuation. The saved config is read through the current
+        ``TrainConfig``, so a setting added to it since (with a default that keeps the old
+        behaviour) does not count as a change.
         """
         config = self.config.to_dict()
         split = {"num_frames": sum(len(v) for v in self.data.splits.values()), **self.data.splits}
         if (self.out / STATE_FILE).exists():
-            before = yaml.safe_load((self.out / "config.yaml").read_text())
+            saved = yaml.safe_load((self.out / "config.yaml").read_text())
+            before = TrainConfig.from_dict(saved).to_dict()
             changed = [
                 key
                 for key in config
