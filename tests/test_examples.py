@@ -33,11 +33,6 @@ def test_neb_setup_reproduces_the_emt_barrier():
     assert neb_au_on_al100.barrier(EMT) == pytest.approx(0.374, abs=0.002)  # ASE tutorial value
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="allegro-emt-metals v1 gives 0.282 eV: hop transition states are missing from its "
-    "training data (see its card)",
-)
 def test_au_adatom_hop_barrier_matches_emt():
     barriers = neb_au_on_al100.main([])
     assert barriers["allegro-emt-metals"] == pytest.approx(barriers["EMT"], abs=0.03)  # eV

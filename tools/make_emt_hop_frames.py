@@ -8,8 +8,8 @@ EMT (bottom two layers fixed while relaxing, 5 interior images). Each image is s
 raw forces (the constraints only steer the relaxation). One task per (adatom, slab, facet),
 seeded from its name; an interrupted run resumes.
 
-allegro-emt-metals v1 underestimates the Au-on-Al(100) hop barrier by 92 meV because such
-frames were missing (see its card); these frames are for its successor::
+allegro-emt-metals v1 underestimated the Au-on-Al(100) hop barrier by 92 meV because such
+frames were missing; version 2 is trained with them (see its card)::
 
     OMP_NUM_THREADS=1 python tools/make_emt_hop_frames.py --out data/emt_hops.h5 --seed 0
 """
