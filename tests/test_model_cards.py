@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from allegro_ase.zoo import list_models
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
+from compare_models import common_frames, comparison_table  # noqa: E402
 from evaluate_model import heldout_metrics  # noqa: E402
 
 from allegro_ase.datasets import read_hdf5  # noqa: E402
@@ -53,3 +55,27 @@ def test_card_says_what_a_user_must_know(entry):
     folder = (entry.root / entry.file).parent
     assert (folder / "config.yaml").exists() and (folder / "parity.png").exists()
     assert "allegro-ase train" in card
+
+
+def _numbers(text: str) -> list[float]:
+    """Every number in the quantity rows of the first Markdown table in ``text``, row by row."""
+    lines = text.splitlines()
+    first = next(k for k, line in enumerate(lines) if line.startswith("|"))
+    table = itertools.takewhile(lambda line: line.startswith("|"), lines[first:])
+    rows = [line for line in table if "MAE" not in line]  # not the header
+    return [float(x) for row in rows for x in re.findall(r"(?<=\| )[\d.]+(?= \|)", row)]
+
+
+@pytest.mark.parametrize(("name", "other"), [("nequip-emt-metals", "allegro-emt-metals")])
+def test_architecture_comparison_matches_a_reevaluation(name, other):
+    """The card's table of both models on the frames neither trained on is reproduced."""
+    entries = {entry.name: entry for entry in SHIPPED}
+    card = (entries[name].root / entries[name].card).read_text()
+    section = card[card.index(f"## Compared with {other}") :].split("\n## ")[0]
+    heldout = ROOT / "tests" / "data" / "heldout"
+    frames = common_frames([read_hdf5(heldout / f"{n}.h5") for n in (name, other)])
+    assert f"{len(frames)} frames" in section
+    table = comparison_table([entries[n].root / entries[n].file for n in (name, other)], frames)
+    stated, measured = _numbers(section), _numbers(table)
+    assert len(stated) == len(measured) > 0
+    assert stated == pytest.approx(measured, abs=0.006)
