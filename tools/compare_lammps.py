@@ -182,6 +182,23 @@ HEADER = (
 PAIR_STYLES = {"allegro": ("allegro", "on", (1, 2)), "nequip": ("nequip", "off", (1,))}
 
 
+def export_once(model, package: Path, pair_style: str) -> None:
+    """Compile ``model`` for ``pair_style`` into ``package`` unless an earlier run did."""
+    if not package.is_file():
+        start = time.perf_counter()
+        export_model(model, package, f"pair_{pair_style}")
+        print(f"<!-- {package.name} compiled in {time.perf_counter() - start:.0f} s -->")
+
+
+def diff_cells(diff: dict, steps: int) -> str:
+    """The table cells of :func:`compare`'s differences (the drift only for a dynamics run)."""
+    drift = f"{diff['drift']:.1e}" if steps else "-"
+    return (
+        f"{diff['energy']:.1e} | {diff['energies']:.1e} | {diff['forces']:.1e} | "
+        f"{diff['stress']:.1e} | {drift}"
+    )
+
+
 def compare_zoo(lmp: str, workdir: Path, names: list[str], steps: int = 200) -> None:
     """Shipped models in LAMMPS against our calculator on :func:`zoo_structure`."""
     atoms = zoo_structure()
@@ -191,10 +208,7 @@ def compare_zoo(lmp: str, workdir: Path, names: list[str], steps: int = 200) -> 
         pair_style, newton, all_ranks = PAIR_STYLES[architecture_of(model)]
         species = list(model.config.type_names)
         package = workdir / f"{name}.nequip.pt2"
-        if not package.is_file():
-            start = time.perf_counter()
-            export_model(model, package, f"pair_{pair_style}")
-            print(f"<!-- {package.name} compiled in {time.perf_counter() - start:.0f} s -->")
+        export_once(model, package, pair_style)
         data = workdir / f"{name}.data"
         write_data(atoms, data, species)
         ours = _ms_per_call(model, atoms)
@@ -208,10 +222,8 @@ def compare_zoo(lmp: str, workdir: Path, names: list[str], steps: int = 200) -> 
                 )  # fmt: skip
                 diff = compare(model, atoms, lammps)
                 timing = f"{1e3 * lammps['loop_seconds'] / n:.0f} | {ours:.0f}" if n else "- | -"
-                drift = f"{diff['drift']:.1e}" if n else "-"
                 print(f"| {name} | {pair_style} | Cu-Au fcc | {len(atoms)} | {ranks} | {run} | "
-                      f"{diff['energy']:.1e} | {diff['energies']:.1e} | {diff['forces']:.1e} | "
-                      f"{diff['stress']:.1e} | {drift} | {timing} |")  # fmt: skip
+                      f"{diff_cells(diff, n)} | {timing} |")  # fmt: skip
 
 
 def _ms_per_call(model, atoms: Atoms, repeats: int = 5) -> float:
@@ -233,15 +245,12 @@ def _ms_per_call(model, atoms: Atoms, repeats: int = 5) -> float:
 
 
 def main(lmp: str, workdir: Path) -> None:
-    workdir.mkdir(parents=True, exist_ok=True)
+    """The random-weight float64 models of ``MODELS`` on :func:`structures`."""
     print(HEADER)
     for architecture, (pair_style, newton, all_ranks) in PAIR_STYLES.items():
         model = build_model(architecture, MODELS[architecture])
         package = workdir / f"{architecture}-pair_{pair_style}.nequip.pt2"
-        if not package.is_file():
-            start = time.perf_counter()
-            export_model(model, package, f"pair_{pair_style}")
-            print(f"<!-- {package.name} compiled in {time.perf_counter() - start:.0f} s -->")
+        export_once(model, package, pair_style)
         finals = {}
         for name, atoms in structures().items():
             data = workdir / f"{name}.data"
@@ -257,11 +266,8 @@ def main(lmp: str, workdir: Path) -> None:
                     )  # fmt: skip
                     diff = compare(model, atoms, lammps)
                     finals[name, ranks, steps] = lammps["atoms"]
-                    drift = f"{diff['drift']:.1e}" if steps else "-"
                     print(f"| {architecture} | {pair_style} | {name} | {len(atoms)} | {ranks} | "
-                          f"{run} | {diff['energy']:.1e} | {diff['energies']:.1e} | "
-                          f"{diff['forces']:.1e} | {diff['stress']:.1e} | {drift} | "
-                          f"{lammps['seconds']:.1f} |")  # fmt: skip
+                          f"{run} | {diff_cells(diff, steps)} | {lammps['seconds']:.1f} |")  # fmt: skip
             if len(all_ranks) > 1:
                 one, two = finals[name, 1, 100], finals[name, 2, 100]
                 print(f"<!-- {architecture} {name}: 1 vs 2 ranks after NVE, max |Δx| = "
