@@ -2,7 +2,7 @@
 
 A compiled model computes its forces and stress itself, so this calculator only builds the
 graph (same neighbour list and per-edge-type pruning as :class:`AllegroCalculator`), calls
-:class:`~allegro_ase.io.nequip_compiled.CompiledNequIPModel` and converts to ASE's shapes.
+:class:`~allegro_ase.nequip_files.compiled.CompiledNequIPModel` and converts to ASE's shapes.
 Build it with ``AllegroCalculator.from_nequip(path, allow_compiled=True)``.
 """
 
@@ -19,9 +19,9 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from .calculator import resolve_device
 from .conversion import SpeciesMap, atoms_to_graph, stress_available
-from .io.nequip_compiled import CompiledNequIPModel, aotinductor_metadata, load_compiled_model
-from .io.nequip_files import NequIPFileError, nequip_file_kind
 from .neighbors import NEIGHBOR_LIST_BACKENDS
+from .nequip_files.compiled import CompiledNequIPModel, aotinductor_metadata, load_compiled_model
+from .nequip_files.kinds import NequIPFileError, nequip_file_kind
 
 
 class NequIPCompiledCalculator(Calculator):

@@ -31,6 +31,16 @@ MODEL_VARIANTS = {
         per_edge_type_cutoff={"Cu": {"Au": 3.2}, "Au": 3.6},
         avg_num_neighbors={"Cu": 20.0, "Au": 15.0, "H": 10.0},
     ),
+    # the reference's spline two-body embedding, with the ZBL pair term
+    "lmax1-spline-zbl": dict(
+        l_max=1,
+        two_body_embed="spline",
+        num_splines=8,
+        spline_span=5,
+        radial_chemical_embed_dim=10,
+        pair_potential={"kind": "zbl", "polynomial_cutoff_p": 5},
+        per_edge_type_cutoff={"Cu": {"Au": 3.2}, "Au": 3.6},
+    ),
 }
 # NequIP (message passing) variants; the receptive field is num_layers * r_max.
 NEQUIP_VARIANTS = {
@@ -44,6 +54,18 @@ NEQUIP_VARIANTS = {
         convnet_resnet=True,
         per_edge_type_cutoff={"Cu": {"Au": 3.2}, "Au": 3.6},
         avg_num_neighbors={"Cu": 10.0, "Au": 8.0, "H": 6.0},
+    ),
+    # FullNequIPGNNModel's per-layer irreps and radial MLPs (as NequIP-OAM-L), with ZBL
+    "nequip-full-per-layer-zbl": dict(
+        feature_irreps_hidden=["6x0e+4x1o+2x2e+2x3o", "5x0e+3x1o", "6x0e"],
+        irreps_edge_sh="1x0e+1x1o+1x2e+1x3o",
+        type_embed_num_features=5,
+        radial_mlp_depth=[1, 2, 1],
+        radial_mlp_width=[8, 6, 4],
+        polynomial_cutoff_p=5,
+        bessel_trainable=True,
+        parity=False,
+        pair_potential="zbl",
     ),
 }
 

@@ -21,8 +21,9 @@ from ase import Atoms
 
 from allegro_ase import AllegroCalculator
 from allegro_ase.compiled_calculator import NequIPCompiledCalculator
-from allegro_ase.io.nequip_compat import model_from_reference
-from allegro_ase.io.nequip_files import NequIPFileError, load_nequip_model, read_checkpoint
+from allegro_ase.nequip_files import NequIPFileError, load_nequip_model, model_from_reference
+from allegro_ase.nequip_files.checkpoint import read_checkpoint
+from allegro_ase.nequip_files.rebuild import architecture_of_file
 
 DATA = Path(__file__).parent / "data" / "nequip_files"
 REFERENCE = torch.load(DATA / "reference_outputs.pt", weights_only=True)["outputs"]
@@ -81,7 +82,7 @@ def test_reference_file_reproduces_reference_outputs(architecture, kind):
 @pytest.mark.parametrize("architecture", list(REFERENCE))
 def test_checkpoint_is_evaluated_with_its_ema_weights(architecture):
     path = DATA / f"{architecture}.ckpt"
-    kwargs, ema_state, prefix = read_checkpoint(path)
+    kwargs, ema_state, prefix = read_checkpoint(path, architecture_of_file)
     raw_state = torch.load(path, weights_only=True)["state_dict"]
     changed = [
         k for k in raw_state if k.startswith(prefix) and not torch.equal(raw_state[k], ema_state[k])
@@ -232,7 +233,7 @@ def test_packaged_model_is_read_without_importing_archive_code():
 
 def test_compiled_model_gets_contiguous_float64_and_int64_inputs():
     from allegro_ase.graph import AtomicGraph
-    from allegro_ase.io.nequip_compiled import CompiledNequIPModel
+    from allegro_ase.nequip_files.compiled import CompiledNequIPModel
 
     metadata = {"r_max": "4.5", "type_names": "Cu Au", "per_edge_type_cutoff": "4.5 4.0 4.2 4.2"}
     model = CompiledNequIPModel(None, "aotinductor", metadata)

@@ -14,12 +14,12 @@ import torch
 from ase import Atoms
 
 from allegro_ase import AllegroCalculator
-from allegro_ase.io.nequip_compat import (
+from allegro_ase.models import AllegroModel, NequIPModel
+from allegro_ase.nequip_files import model_from_reference
+from allegro_ase.nequip_files.builders import (
     allegro_config_from_reference,
-    model_from_reference,
     nequip_config_from_reference,
 )
-from allegro_ase.models import AllegroModel, NequIPModel
 
 ENERGY_ATOL, FORCE_ATOL, STRESS_ATOL = 1e-6, 1e-6, 1e-8  # eV, eV/Å, eV/Å^3
 
@@ -72,11 +72,9 @@ def test_builder_name_picks_the_architecture():
 
 def test_unsupported_reference_options_are_named():
     kwargs = dict(ALLEGRO_KWARGS)
-    kwargs["pair_potential"] = {"_target_": "nequip.nn.pair_potential.ZBL"}
-    kwargs["radial_chemical_embed"] = {"_target_": "allegro.nn.TwoBodySplineScalarEmbed"}
-    with pytest.raises(
-        ValueError, match="TwoBodySplineScalarEmbed.*pair_potential|pair_potential.*TwoBodySpline"
-    ):
+    kwargs["pair_potential"] = {"_target_": "nequip.nn.pair_potential.LennardJones"}
+    kwargs["radial_chemical_embed"] = {"_target_": "my_plugin.MyScalarEmbed"}
+    with pytest.raises(ValueError, match="MyScalarEmbed.*LennardJones.*only .*ZBL is rebuilt"):
         allegro_config_from_reference(kwargs)
 
 
@@ -84,9 +82,9 @@ def test_unsupported_reference_nequip_options_are_named():
     kwargs = {
         **NEQUIP_KWARGS,
         "convnet_nonlinearity_type": "norm",
-        "pair_potential": {"_target_": "nequip.nn.pair_potential.ZBL"},
+        "pair_potential": {"_target_": "nequip.nn.pair_potential.ZBL", "units": "lj"},
     }
-    with pytest.raises(ValueError, match="NequIP.*convnet_nonlinearity_type='norm'.*pair_pot"):
+    with pytest.raises(ValueError, match="NequIP.*convnet_nonlinearity_type='norm'"):
         nequip_config_from_reference(kwargs)
     with pytest.raises(ValueError, match="Unknown NequIP preset 'XXL'"):
         nequip_config_from_reference({**NEQUIP_KWARGS, "preset": "xxl"})

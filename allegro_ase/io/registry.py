@@ -6,6 +6,9 @@ Format (``pretrained/registry.json`` in the repository)::
 
 Each entry is a :class:`ModelEntry`; its ``file`` and ``card`` paths are relative to the folder
 of the registry file. How entries are found, fetched and cached is :mod:`allegro_ase.zoo`'s job.
+
+An optional second list, ``"nequip_net_models": [NEQUIP_NET_ENTRY, ...]``, names models published
+on nequip.net (:class:`NequIPNetEntry`); :mod:`allegro_ase.nequip_files.hub` downloads them.
 """
 
 from __future__ import annotations
@@ -132,6 +135,112 @@ class ModelEntry:
         return self.root / self.card
 
 
+@dataclass(frozen=True)
+class NequIPNetEntry:
+    """A model published on nequip.net, known to the registry by its id.
+
+    Parameters
+    ----------
+    id : str
+        ``nequip.net:group/name:version``.
+    architecture : str
+        ``"nequip"`` or ``"allegro"``.
+    description : str
+        One line for ``allegro-ase models list``.
+    num_species : int
+        How many chemical species the model has parameters for.
+    r_max : float or None
+        Cutoff radius (Å); None when not known before the file is read.
+    size : int or None
+        Approximate size of the file (bytes); None when not known.
+    license : str
+        The licence of the weights.
+    citation : tuple of str
+        What to cite when using the model, one reference a string.
+    sha256 : str or None
+        sha256 of the published file, checked at download and before every use; None when no
+        checksum is known (the one computed at the first download is recorded and checked).
+    """
+
+    id: str
+    architecture: str
+    description: str
+    num_species: int
+    r_max: float | None
+    size: int | None
+    license: str
+    citation: tuple[str, ...]
+    sha256: str | None = None
+
+    def __post_init__(self):
+        from ..nequip_files.hub import PREFIX, parse_model_id  # lazily: hub imports this module
+
+        if not (isinstance(self.id, str) and self.id.startswith(PREFIX)):
+            raise ValueError(f"id {self.id!r} must start with {PREFIX!r}")
+        parse_model_id(self.id)
+        if self.architecture not in ("nequip", "allegro"):
+            raise ValueError(f"architecture {self.architecture!r} must be 'nequip' or 'allegro'")
+        if not (isinstance(self.num_species, int) and self.num_species > 0):
+            raise ValueError(f"num_species {self.num_species!r} must be a positive integer")
+        if self.r_max is not None and not (isinstance(self.r_max, int | float) and self.r_max > 0):
+            raise ValueError(f"r_max {self.r_max!r} must be a positive number (Å) or null")
+        if self.size is not None and not (isinstance(self.size, int) and self.size >= 0):
+            raise ValueError(f"size {self.size!r} must be a number of bytes or null")
+        if not (isinstance(self.license, str) and self.license):
+            raise ValueError(f"license {self.license!r} must be a non-empty string")
+        if not self.citation or not all(isinstance(ref, str) and ref for ref in self.citation):
+            raise ValueError(f"citation {self.citation!r} must be a non-empty list of strings")
+        if self.sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", str(self.sha256)):
+            raise ValueError(f"sha256 {self.sha256!r} is neither null nor 64 lowercase hex digits")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NequIPNetEntry:
+        """Build an entry from its registry JSON object, rejecting unknown or missing keys."""
+        if not isinstance(data, dict):
+            raise ValueError(f"an entry is a JSON object, not {type(data).__name__}")
+        keys = {item.name for item in fields(cls)}
+        unknown, missing = set(data) - keys, keys - set(data)
+        if unknown or missing:
+            raise ValueError(
+                f"unknown keys {sorted(unknown)}, missing keys {sorted(missing)}; a nequip.net "
+                f"entry has the keys {sorted(keys)}"
+            )
+        if not isinstance(data["citation"], list):
+            raise ValueError(f"citation {data['citation']!r} must be a list of strings")
+        return cls(**{**data, "citation": tuple(data["citation"])})
+
+    @property
+    def version(self) -> str:
+        """The version part of the id."""
+        return self.id.rsplit(":", 1)[1]
+
+
+def load_nequip_net_models(path: str | os.PathLike) -> dict[str, NequIPNetEntry]:
+    """Read the ``nequip_net_models`` list of a registry file (empty when it has none).
+
+    Returns
+    -------
+    dict of str to NequIPNetEntry
+        The entries by id, in file order.
+    """
+    path = Path(path)
+    load_registry(path)  # the same checks of the file as a whole
+    data = json.loads(path.read_text(encoding="utf-8"))
+    items = data.get("nequip_net_models", [])
+    if not isinstance(items, list):
+        raise ZooError(f"{path}: 'nequip_net_models' must be a list.")
+    entries: dict[str, NequIPNetEntry] = {}
+    for index, item in enumerate(items):
+        try:
+            entry = NequIPNetEntry.from_dict(item)
+        except (AttributeError, TypeError, ValueError) as error:
+            raise ZooError(f"{path}: nequip.net model #{index} is invalid: {error}.") from error
+        if entry.id in entries:
+            raise ZooError(f"{path}: the id {entry.id!r} is listed twice.")
+        entries[entry.id] = entry
+    return entries
+
+
 def load_registry(path: str | os.PathLike) -> dict[str, ModelEntry]:
     """Read and check a registry file.
 
@@ -171,13 +280,24 @@ def load_registry(path: str | os.PathLike) -> dict[str, ModelEntry]:
 
 
 def write_registry(path: str | os.PathLike, entries: list[ModelEntry]) -> None:
-    """Write ``entries``, sorted by name, as the registry file ``path`` (atomically)."""
+    """Write ``entries``, sorted by name, as the registry file ``path`` (atomically).
+
+    A ``nequip_net_models`` list already in the file is kept unchanged.
+    """
     path = Path(path)
     models = [entry.to_dict() for entry in sorted(entries, key=lambda entry: entry.name)]
-    text = json.dumps(
-        {"format": REGISTRY_FORMAT, "format_version": REGISTRY_FORMAT_VERSION, "models": models},
-        indent=2,
-    )
+    document = {
+        "format": REGISTRY_FORMAT,
+        "format_version": REGISTRY_FORMAT_VERSION,
+        "models": models,
+    }
+    try:  # keep the file's nequip.net list as it is
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(previous, dict) and "nequip_net_models" in previous:
+            document["nequip_net_models"] = previous["nequip_net_models"]
+    except (OSError, ValueError, TypeError):
+        pass
+    text = json.dumps(document, indent=2)
     partial = path.with_name(path.name + ".partial")
     partial.write_text(text + "\n", encoding="utf-8")
     os.replace(partial, path)

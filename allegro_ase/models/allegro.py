@@ -3,13 +3,14 @@
 Strictly local and edge based: every feature lives on a directed edge ij (centre i), and
 atom i's energy depends only on atoms within the cutoff of i. Data flow of ``forward``:
 
-1. normalised lengths x_ij = |r_ij| / r_c(T_i, T_j), Bessel basis times envelope (float64);
-2. two-body scalars h_ij from the species pair and the radial basis, then a scalar MLP;
+1. normalised lengths x_ij = |r_ij| / r_c(T_i, T_j) (float64);
+2. two-body scalars h_ij from the species pair and a radial basis of x_ij (Bessel functions
+   times the envelope, or per-pair splines), then a scalar MLP;
 3. edge tensors V_ij = w_ij * Y(r_ij) from spherical harmonics Y up to ``l_max``;
 4. per layer: environment Gamma_i = sum_j w_ij Y_ij / sqrt(N_avg(T_i)), channelwise tensor
    product V_ij <- V_ij (x) Gamma_i, and a latent MLP on the concatenation of all earlier scalars;
 5. readout MLP to edge energies, summed onto the centre with 1 / sqrt(2 N_avg(T_i)),
-   then a per-type scale and shift in float64.
+   then a per-type scale and shift in float64, plus the optional ZBL pair term.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import math
 import torch
 from e3nn import o3
 
-from ..nn.embedding import TwoBodyEmbedding, WeightedChannels
+from ..nn.embedding import TwoBodyEmbedding, TwoBodySplineEmbedding, WeightedChannels
 from ..nn.mlp import ScalarMLP
 from ..nn.radial import BesselBasis, PolynomialCutoff
 from ..nn.tensor_product import ChannelwiseTensorProduct, group_by_center
@@ -77,16 +78,26 @@ class AllegroModel(EnergyModel):
         num_types = len(config.type_names)
         scalars, channels = config.num_scalar_features, config.num_tensor_features
 
-        self.cutoff = PolynomialCutoff(config.polynomial_cutoff_p)
-        self.bessel = BesselBasis(config.num_bessels, config.bessel_trainable)
-        self.two_body_embed = TwoBodyEmbedding(
-            num_types,
-            config.num_bessels,
-            config.embed_dim,
-            config.forward_normalize,
-            dtype,
-            generator,
-        )
+        if config.two_body_embed == "spline":
+            self.two_body_embed = TwoBodySplineEmbedding(
+                num_types,
+                config.embed_dim,
+                config.num_splines,
+                config.spline_span,
+                config.forward_normalize,
+                generator,
+            )
+        else:
+            self.cutoff = PolynomialCutoff(config.polynomial_cutoff_p)
+            self.bessel = BesselBasis(config.num_bessels, config.bessel_trainable)
+            self.two_body_embed = TwoBodyEmbedding(
+                num_types,
+                config.num_bessels,
+                config.embed_dim,
+                config.forward_normalize,
+                dtype,
+                generator,
+            )
         self.scalar_embed_mlp = ScalarMLP(
             config.embed_dim, scalars,
             config.scalar_embed_mlp_hidden_layers_depth,
@@ -168,7 +179,7 @@ class AllegroModel(EnergyModel):
         torch.Tensor
             (N,) float64 per-atom energies, eV.
         """
-        dtype = self.two_body_embed.center_embed.dtype
+        dtype = self.readout.weights[0].dtype
         num_atoms, num_scalars = atom_types.shape[0], self.config.num_scalar_features
         center = edge_index[0]
         edge_types = atom_types[edge_index]
@@ -179,10 +190,13 @@ class AllegroModel(EnergyModel):
         pair_index = edge_types[0] * num_types + edge_types[1]
         inv_cutoff = self.cutoff_matrix.reciprocal().view(-1)[pair_index]
         x = length * inv_cutoff.unsqueeze(-1)
-        radial = (self.bessel(x) * self.cutoff(x)).to(dtype)
 
         # two-body scalars and tensors
-        scalar = self.scalar_embed_mlp(self.two_body_embed(radial, edge_types))
+        if self.config.two_body_embed == "spline":
+            two_body = self.two_body_embed(x, edge_types).to(dtype)
+        else:
+            two_body = self.two_body_embed((self.bessel(x) * self.cutoff(x)).to(dtype), edge_types)
+        scalar = self.scalar_embed_mlp(two_body)
         sh = self.spherical_harmonics(edge_vec).to(dtype)
         tensors = self.weighter(sh, self.sh_embed_linear(scalar))
 
@@ -205,4 +219,4 @@ class AllegroModel(EnergyModel):
         edge_energy = self.readout(torch.cat(features, dim=-1)).squeeze(-1)
         atom_energy = torch.zeros(num_atoms, dtype=dtype, device=sh.device)
         atom_energy = atom_energy.index_add(0, center, edge_energy) * norm.view(-1) / math.sqrt(2)
-        return self.scale_shift(atom_energy, atom_types)
+        return self.finish_energies(atom_energy, atom_types, edge_index, edge_types, length, x)

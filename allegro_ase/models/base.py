@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..nn.pair_potential import ZBL
 from ..nn.scale_shift import PerTypeScaleShift, per_type_values
 
 
@@ -21,6 +22,17 @@ class EnergyModel(torch.nn.Module):
         super().__init__()
         self.config = config
         self.register_buffer("cutoff_matrix", config.cutoff_matrix())
+        pair = config.pair_potential
+        self.pair_potential = (
+            ZBL(
+                pair["chemical_species"] or config.type_names,
+                pair["units"],
+                pair["polynomial_cutoff_p"],
+                config.dtype,
+            )
+            if pair
+            else None
+        )
 
     @property
     def type_names(self) -> tuple[str, ...]:
@@ -44,3 +56,25 @@ class EnergyModel(torch.nn.Module):
             config.per_type_energy_scales_trainable,
             config.per_type_energy_shifts_trainable,
         )
+
+    def finish_energies(
+        self,
+        atom_energy: torch.Tensor,
+        atom_types: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_types: torch.Tensor,
+        length: torch.Tensor,
+        x: torch.Tensor,
+    ) -> torch.Tensor:
+        """Per-type scale and shift of the network's (N,) energies, plus the pair term.
+
+        ``length`` and ``x`` are the (E, 1) float64 edge lengths (Å) and lengths over the
+        edge-type cutoff; ``edge_types`` is (2, E). Returns (N,) float64 energies, eV.
+        """
+        energy = self.scale_shift(atom_energy, atom_types)
+        if self.pair_potential is None:
+            return energy
+        pair = self.pair_potential(
+            length.view(-1), x.view(-1), edge_types, edge_index[0], atom_types.shape[0]
+        )
+        return energy + pair

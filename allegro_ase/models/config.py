@@ -9,6 +9,8 @@ from typing import Any, ClassVar, Self
 
 import torch
 
+from ..nn.pair_potential import COULOMB_CONSTANT, species_atomic_numbers
+
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -40,12 +42,57 @@ def cutoff_matrix(
     return matrix
 
 
+def pair_potential_config(
+    value: str | Mapping[str, Any] | None, type_names: tuple[str, ...]
+) -> dict[str, Any] | None:
+    """Normalise a ``pair_potential`` setting: None, ``"zbl"`` or a ZBL dictionary.
+
+    The dictionary form is ``{"kind": "zbl", "units": "metal", "chemical_species": None,
+    "polynomial_cutoff_p": 6.0}`` (these are the defaults); ``chemical_species`` (one chemical
+    symbol per type name) may be left out when the type names are chemical symbols.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = {"kind": value}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"pair_potential must be None, 'zbl' or a dictionary, got {value!r}.")
+    defaults = {
+        "kind": "zbl",
+        "units": "metal",
+        "chemical_species": None,
+        "polynomial_cutoff_p": 6.0,
+    }
+    unknown = sorted(set(value) - set(defaults))
+    if unknown:
+        raise ValueError(f"Unknown pair_potential keys {unknown}; valid keys are {list(defaults)}.")
+    out = {**defaults, **value}
+    if out["kind"] != "zbl":
+        raise ValueError(f"The only pair_potential is 'zbl', got {out['kind']!r}.")
+    if out["units"] not in COULOMB_CONSTANT:
+        raise ValueError(
+            f"pair_potential units must be one of {list(COULOMB_CONSTANT)}, got {out['units']!r}."
+        )
+    species = out["chemical_species"]
+    if species is not None:
+        species = list(species)
+        if len(species) != len(type_names):
+            raise ValueError(
+                f"pair_potential chemical_species needs one symbol per type name "
+                f"({len(type_names)}), got {len(species)}."
+            )
+    species_atomic_numbers(species if species is not None else type_names)
+    out["chemical_species"] = species
+    out["polynomial_cutoff_p"] = float(out["polynomial_cutoff_p"])
+    return out
+
+
 class ModelConfig:
     """What every architecture's frozen config dataclass shares.
 
     Subclasses are frozen dataclasses with at least ``type_names``, ``r_max``, ``l_max``,
-    ``num_layers``, ``avg_num_neighbors``, ``per_edge_type_cutoff``, ``model_dtype`` and
-    ``seed``; ``_check_common`` validates those fields.
+    ``num_layers``, ``avg_num_neighbors``, ``per_edge_type_cutoff``, ``pair_potential``,
+    ``model_dtype`` and ``seed``; ``_check_common`` validates those fields.
     """
 
     label: ClassVar[str] = "model"
@@ -72,6 +119,9 @@ class ModelConfig:
         if not all(float(v) > 0 for v in values):
             raise ValueError(f"avg_num_neighbors must be positive, got {averages}.")
         self.cutoff_matrix()  # validates per_edge_type_cutoff
+        object.__setattr__(
+            self, "pair_potential", pair_potential_config(self.pair_potential, self.type_names)
+        )
 
     @property
     def dtype(self) -> torch.dtype:
@@ -123,8 +173,15 @@ class AllegroConfig(ModelConfig):
         Keep tensor features of both parities (True) or only those of the spherical harmonics.
     num_layers, num_scalar_features, num_tensor_features : int
         Number of Allegro layers and feature sizes (reference: 2, 64, 16).
+    two_body_embed : str
+        ``"bessel"``: species-pair embedding times a linear map of a Bessel basis with the
+        polynomial envelope (reference ``TwoBodyBesselScalarEmbed``); ``"spline"``: per type
+        pair, a learned combination of smooth bumps that vanish at the cutoff (reference
+        ``TwoBodySplineScalarEmbed``).
     num_bessels, bessel_trainable, polynomial_cutoff_p
-        Radial basis (8 Bessel functions, fixed frequencies, envelope exponent 6).
+        Bessel basis (8 Bessel functions, fixed frequencies, envelope exponent 6).
+    num_splines, spline_span
+        Spline basis (16 bumps, each spanning 12 grid intervals).
     radial_chemical_embed_dim : int or None
         Size of the two-body embedding; None means ``num_scalar_features``.
     scalar_embed_mlp_*, allegro_mlp_*, readout_mlp_*
@@ -142,6 +199,10 @@ class AllegroConfig(ModelConfig):
         Per-type affine map of per-atom energies (eV), applied in float64.
     per_type_energy_scales_trainable, per_type_energy_shifts_trainable : bool
         Whether training may change them.
+    pair_potential : str, dict or None
+        ``"zbl"`` adds the ZBL nuclear repulsion (:class:`~allegro_ase.nn.pair_potential.ZBL`)
+        to the per-atom energies; a dict sets its ``units``, ``chemical_species`` and
+        ``polynomial_cutoff_p``. None: no pair term.
     model_dtype : str
         ``"float32"`` or ``"float64"``.
     seed : int
@@ -156,9 +217,12 @@ class AllegroConfig(ModelConfig):
     num_layers: int = 2
     num_scalar_features: int = 64
     num_tensor_features: int = 16
+    two_body_embed: str = "bessel"
     num_bessels: int = 8
     bessel_trainable: bool = False
     polynomial_cutoff_p: int = 6
+    num_splines: int = 16
+    spline_span: int = 12
     radial_chemical_embed_dim: int | None = None
     scalar_embed_mlp_hidden_layers_depth: int = 1
     scalar_embed_mlp_hidden_layers_width: int = 64
@@ -177,6 +241,7 @@ class AllegroConfig(ModelConfig):
     per_type_energy_shifts: float | dict[str, float] | None = None
     per_type_energy_scales_trainable: bool = False
     per_type_energy_shifts_trainable: bool = False
+    pair_potential: str | dict[str, Any] | None = None
     model_dtype: str = "float32"
     seed: int = 0
 
@@ -184,8 +249,20 @@ class AllegroConfig(ModelConfig):
 
     def __post_init__(self):
         self._check_common()
-        if self.embed_dim % 2:
-            raise ValueError(f"radial_chemical_embed_dim must be even, got {self.embed_dim}.")
+        if self.two_body_embed not in ("bessel", "spline"):
+            raise ValueError(
+                f"two_body_embed must be 'bessel' or 'spline', got {self.two_body_embed!r}."
+            )
+        if self.two_body_embed == "bessel" and self.embed_dim % 2:
+            raise ValueError(
+                f"radial_chemical_embed_dim must be even with the Bessel embedding (half for "
+                f"each type of the pair), got {self.embed_dim}."
+            )
+        if not 0 <= self.spline_span <= self.num_splines or self.num_splines < 1:
+            raise ValueError(
+                f"Need 0 <= spline_span <= num_splines and num_splines >= 1, got "
+                f"{self.spline_span}, {self.num_splines}."
+            )
 
     @property
     def embed_dim(self) -> int:

@@ -10,7 +10,8 @@ reachable from i in ``num_layers`` hops of length below the cutoff, i.e. within
    Y(r_ij) up to ``l_max``;
 3. ``num_layers`` convolution layers (:class:`~allegro_ase.nn.interaction.ConvNetLayer`), the
    last one producing scalars only;
-4. readout MLP to per-atom energies, then a per-type scale and shift in float64.
+4. readout MLP to per-atom energies, then a per-type scale and shift in float64, plus the
+   optional ZBL pair term.
 """
 
 from __future__ import annotations
@@ -25,20 +26,6 @@ from ..nn.mlp import ScalarMLP
 from ..nn.radial import BesselBasis, PolynomialCutoff
 from .base import EnergyModel
 from .nequip_config import NequIPConfig
-
-
-def hidden_irreps(config: NequIPConfig) -> list[o3.Irreps]:
-    """Wanted output irreps of each layer: all features, then l = 0 scalars for the last."""
-    parities = (1, -1) if config.parity else None
-    features = o3.Irreps(
-        [
-            (mul, (order, parity))
-            for order, mul in enumerate(config.feature_multiplicities)
-            for parity in (parities or ((-1) ** order,))
-        ]
-    )
-    last = o3.Irreps([(config.feature_multiplicities[0], (0, 1))])
-    return [features] * (config.num_layers - 1) + [last]
 
 
 class NequIPModel(EnergyModel):
@@ -62,13 +49,14 @@ class NequIPModel(EnergyModel):
         self.type_embed = torch.nn.Parameter(
             torch.randn(num_types, config.type_embed_dim, dtype=dtype, generator=generator)
         )
-        irreps_sh = o3.Irreps.spherical_harmonics(config.l_max)
+        irreps_sh = config.edge_sh_irreps
         self.spherical_harmonics = o3.SphericalHarmonics(irreps_sh, True, "component")
 
         irreps_attr = o3.Irreps([(config.type_embed_dim, (0, 1))])
         irreps = irreps_attr
         self.layers = torch.nn.ModuleList()
-        for layer, wanted in enumerate(hidden_irreps(config)):
+        depths, widths = config.per_layer("radial_mlp_depth"), config.per_layer("radial_mlp_width")
+        for layer, wanted in enumerate(config.layer_irreps):
             first = layer == 0
             self.layers.append(
                 ConvNetLayer(
@@ -76,8 +64,8 @@ class NequIPModel(EnergyModel):
                     config.convnet_nonlinearity_scalars, config.convnet_nonlinearity_gates,
                     resnet=config.convnet_resnet and (config.learnable_shift or not first),
                     num_radial=config.num_bessels,
-                    radial_mlp_depth=config.radial_mlp_depth,
-                    radial_mlp_width=config.radial_mlp_width,
+                    radial_mlp_depth=depths[layer],
+                    radial_mlp_width=widths[layer],
                     use_sc=config.convnet_sc and (config.learnable_shift or not first),
                     dtype=dtype, generator=generator,
                 )
@@ -128,4 +116,5 @@ class NequIPModel(EnergyModel):
         norm = self.neighbor_norm[atom_types].unsqueeze(-1)
         for layer in self.layers:
             h = layer(h, node_attrs, sh, radial, edge_index, norm)
-        return self.scale_shift(self.readout(h).squeeze(-1), atom_types)
+        atom_energy = self.readout(h).squeeze(-1)
+        return self.finish_energies(atom_energy, atom_types, edge_index, edge_types, length, x)

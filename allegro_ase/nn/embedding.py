@@ -1,6 +1,8 @@
-"""Two-body edge embeddings: species-pair scalars and weighted spherical harmonics."""
+"""Two-body edge embeddings: species-pair scalars (Bessel or spline) and weighted harmonics."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from e3nn import o3
@@ -101,3 +103,62 @@ class WeightedChannels(torch.nn.Module):
         """Weight (E, dim) tensors with (E, u * num_irreps) weights; returns (E, u, dim)."""
         per_component = weights.reshape(-1, self.num_irreps) @ self.spread.to(weights.dtype)
         return y.unsqueeze(1) * per_component.view(y.shape[0], self.num_channels, y.shape[1])
+
+
+class TwoBodySplineEmbedding(torch.nn.Module):
+    r"""Per type-pair splines of the normalised edge length, in float64.
+
+    .. math::
+        h_{ij,c} = \sum_{s} W_{T_i T_j, c s} \, B_s(x_{ij}), \qquad
+        B_s(x) = \tfrac14 \left[1 - \cos\!\left(\tfrac{2\pi}{\Delta}
+                 (\mathrm{clamp}(x, a_s, a_s + \Delta) - a_s)\right)\right]^2
+
+    with S bumps starting at :math:`a_s = (s - k) / S` for s = 0 ... S - 1, each spanning
+    :math:`\Delta = (k + 1) / S` (k = ``spline_span``), so that every bump and its derivative
+    vanish at and beyond x = 1. This is the reference ``TwoBodySplineScalarEmbed``; like it,
+    the weights are float64 whatever the model dtype.
+
+    Parameters
+    ----------
+    num_types : int
+        Number of atom types T (the weights have one row per ordered pair, T x T).
+    embed_dim : int
+        Output size C.
+    num_splines, spline_span : int
+        S and k above.
+    forward_weight_init : bool
+        Initial weights uniform in +-sqrt(3 / k) (True) or +-sqrt(3 / C) (False).
+    generator : torch.Generator or None
+        Source of the initial weights.
+    """
+
+    def __init__(
+        self,
+        num_types: int,
+        embed_dim: int,
+        num_splines: int = 16,
+        spline_span: int = 12,
+        forward_weight_init: bool = True,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        self.num_types, self.embed_dim, self.num_splines = num_types, embed_dim, num_splines
+        lower = torch.arange(-spline_span, num_splines - spline_span, dtype=torch.float64)
+        lower = lower / num_splines
+        width = (spline_span + 1) / num_splines
+        self.register_buffer("lower", lower, persistent=False)
+        self.register_buffer("upper", lower + width, persistent=False)
+        self.frequency = 2.0 * math.pi / width
+        bound = math.sqrt(3.0 / (spline_span if forward_weight_init else embed_dim))
+        weights = torch.rand(
+            num_types * num_types, embed_dim * num_splines, dtype=torch.float64, generator=generator
+        )
+        self.pair_weights = torch.nn.Parameter((2.0 * weights - 1.0) * bound)
+
+    def forward(self, x: torch.Tensor, edge_types: torch.Tensor) -> torch.Tensor:
+        """Embed (E, 1) float64 normalised lengths of edges with (2, E) types; (E, C) float64."""
+        pair = edge_types[0] * self.num_types + edge_types[1]
+        weights = self.pair_weights[pair].view(-1, self.embed_dim, self.num_splines)
+        phase = self.frequency * (torch.clamp(x, min=self.lower, max=self.upper) - self.lower)
+        basis = 0.25 * (1.0 - torch.cos(phase)).square()
+        return torch.bmm(weights, basis.unsqueeze(-1)).squeeze(-1)

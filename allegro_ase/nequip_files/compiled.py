@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from ..graph import AtomicGraph
-from .nequip_files import NequIPFileError, nequip_file_kind
+from .kinds import NequIPFileError, nequip_file_kind
 
 METADATA_KEYS = ("r_max", "type_names", "num_types", "per_edge_type_cutoff", "model_dtype")
 INPUT_KEYS = ("pos", "edge_index", "atom_types", "cell", "edge_cell_shift", "batch", "num_atoms")

@@ -178,10 +178,3 @@ def module_tensors(module: Stub, prefix: str = "") -> dict[str, torch.Tensor]:
         if child is not None:
             tensors.update(module_tensors(child, f"{prefix}{name}."))
     return tensors
-
-
-def submodule_state(module: Stub, path: str) -> dict[str, Any]:
-    """Return the pickled attribute dict of the submodule at a dotted ``path``."""
-    for name in filter(None, path.split(".")):
-        module = module.state["_modules"][name]
-    return module.state
