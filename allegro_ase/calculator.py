@@ -137,7 +137,8 @@ class AllegroCalculator(Calculator):
         Parameters
         ----------
         name : str
-            The model's name in the registry.
+            The model's name in the registry, or a nequip.net id
+            (``nequip.net:group/name:version``, loaded by :meth:`from_nequip`).
         device : str or torch.device
             As for the constructor.
         dtype : str, torch.dtype or None
@@ -145,6 +146,10 @@ class AllegroCalculator(Calculator):
         **kwargs
             Passed to the constructor (``neighbor_list``, ...).
         """
+        from .nequip_files.hub import is_nequip_net_id
+
+        if is_nequip_net_id(name):
+            return cls.from_nequip(name, device=device, dtype=dtype, **kwargs)
         return cls.from_file(resolve(name), device=device, dtype=dtype, **kwargs)
 
     @classmethod
@@ -158,7 +163,7 @@ class AllegroCalculator(Calculator):
     ) -> Calculator:
         """Build a calculator for a file of the reference framework (nequip / nequip-allegro).
 
-        nequip need not be installed. See :mod:`allegro_ase.io.nequip_files` for how each file
+        nequip need not be installed. See :mod:`allegro_ase.nequip_files` for how each file
         is read.
 
         Parameters
@@ -167,7 +172,9 @@ class AllegroCalculator(Calculator):
             ``.ckpt`` (training checkpoint; the EMA weights when training kept them) or
             ``.nequip.zip`` (``nequip-package``): rebuilt as a native model, no code from the
             file runs. ``.nequip.pth`` / ``.nequip.pt2`` (``nequip-compile``): compiled code,
-            run as it is only with ``allow_compiled=True``.
+            run as it is only with ``allow_compiled=True``. Or a nequip.net id
+            (``nequip.net:group/name:version``): downloaded once into the cache and checked by
+            :mod:`allegro_ase.nequip_files.hub`.
         device : str or torch.device
             As for the constructor; a ``.pt2`` runs on the device type it was compiled for.
         dtype : str, torch.dtype or None
@@ -182,8 +189,10 @@ class AllegroCalculator(Calculator):
         AllegroCalculator or NequIPCompiledCalculator
             The latter for compiled files.
         """
-        from .io.nequip_files import COMPILED_KINDS, load_nequip_model, nequip_file_kind
+        from .nequip_files import COMPILED_KINDS, load_nequip_model, nequip_file_kind
+        from .nequip_files.hub import resolve_path
 
+        path = resolve_path(path)  # a nequip.net id: its verified local file
         kind = nequip_file_kind(path)
         if kind not in COMPILED_KINDS:
             return cls(load_nequip_model(path), device=device, dtype=dtype, **kwargs)

@@ -1,5 +1,8 @@
 """The ``allegro-ase`` command: ``models list|info|fetch|verify|register``, ``train``, ``export``.
 
+``models`` takes zoo names and, for the models published on nequip.net, their ids
+(``nequip.net:group/name:version``, :mod:`allegro_ase.nequip_files.hub`).
+
 Each command group is an ``add_*`` function that adds its parser to the shared subcommands and
 sets ``run``, a function ``(args) -> exit status``. To add a command (``train``, ``export``),
 write such a function and append it to :data:`COMMANDS`.
@@ -19,6 +22,7 @@ from .io import load_model
 from .io.checkpoint import CheckpointError, read_metadata
 from .io.registry import ModelEntry, ZooError, register
 from .io.targets import TARGETS
+from .nequip_files import hub
 
 
 def add_models(commands: argparse._SubParsersAction) -> None:
@@ -27,13 +31,20 @@ def add_models(commands: argparse._SubParsersAction) -> None:
     actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", help="table of the registry's models").set_defaults(run=models_list)
     info = actions.add_parser("info", help="registry entry, file metadata and model card")
-    info.add_argument("name")
+    info.add_argument("name", help="a zoo name or a nequip.net:group/name:version id")
     info.set_defaults(run=models_info)
     fetch = actions.add_parser("fetch", help="download remote models into the cache")
-    fetch.add_argument("names", nargs="+", metavar="NAME")
+    fetch.add_argument(
+        "names", nargs="+", metavar="NAME", help="zoo names or nequip.net:group/name:version ids"
+    )
+    fetch.add_argument(
+        "--force", action="store_true", help="download again even if a copy is cached"
+    )
     fetch.set_defaults(run=models_fetch)
     verify = actions.add_parser("verify", help="check the sha256 of shipped and cached files")
-    verify.add_argument("names", nargs="*", metavar="NAME", help="default: every model")
+    verify.add_argument(
+        "names", nargs="*", metavar="NAME", help="default: every model (nequip.net ids too)"
+    )
     verify.set_defaults(run=models_verify)
     add = actions.add_parser("register", help="add a model file to the registry (maintainers)")
     add.add_argument("checkpoint", help="a file written by allegro_ase.save_model")
@@ -130,8 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def models_list(args: argparse.Namespace) -> int:
     """Print one line per model: name, species, r_max, size, source and local copy."""
-    entries = zoo.list_models()
-    if not entries:
+    entries, published = zoo.list_models(), hub.known_models()
+    if not entries and not published:
         print(f"No models in the registry {zoo.registry_path()}.")
         return 0
     rows = [
@@ -147,6 +158,20 @@ def models_list(args: argparse.Namespace) -> int:
         ]
         for entry in entries
     ]
+    rows += [
+        [
+            entry.id,
+            entry.version,
+            f"{entry.num_species} elements",
+            "?" if entry.r_max is None else f"{entry.r_max:g}",
+            "?" if entry.size is None else f"~{_human_size(entry.size)}",
+            "nequip.net",
+            "yes" if hub.cached_path(entry.id).is_file() else "no",
+            f"{entry.description}; download "
+            + ("size unknown" if entry.size is None else f"~{_human_size(entry.size)}"),
+        ]
+        for entry in published
+    ]
     header = ["NAME", "VERSION", "SPECIES", "R_MAX/Å", "SIZE", "SOURCE", "LOCAL", "DESCRIPTION"]
     widths = [max(len(row[k]) for row in [header, *rows]) for k in range(len(header))]
     for row in [header, *rows]:
@@ -158,6 +183,8 @@ def models_list(args: argparse.Namespace) -> int:
 
 def models_info(args: argparse.Namespace) -> int:
     """Print a model's registry entry, its file's metadata (if local) and its card."""
+    if hub.is_nequip_net_id(args.name):
+        return _nequip_net_info(args.name)
     entry = zoo.get_entry(args.name)
     for key, value in entry.to_dict().items():
         print(f"{key}: {' '.join(value) if key == 'species' else value}")
@@ -179,14 +206,26 @@ def models_info(args: argparse.Namespace) -> int:
 def models_fetch(args: argparse.Namespace) -> int:
     """Resolve each model (downloading remote ones) and print its verified local path."""
     for name in args.names:
-        print(f"{name}: {zoo.resolve(name)}")
+        if hub.is_nequip_net_id(name):
+            path = hub.fetch(name, force=args.force)
+        else:
+            entry = zoo.get_entry(name)
+            if args.force and not entry.shipped and not zoo.is_offline():
+                zoo.local_path(entry).unlink(missing_ok=True)
+            path = zoo.resolve(name)
+        print(f"{name}: {path}")
     return 0
 
 
 def models_verify(args: argparse.Namespace) -> int:
     """Check the sha256 of each shipped or cached file; 1 if any is missing or differs."""
-    entries = [zoo.get_entry(name) for name in args.names] or zoo.list_models()
+    if args.names:
+        ids = [name for name in args.names if hub.is_nequip_net_id(name)]
+        entries = [zoo.get_entry(name) for name in args.names if name not in ids]
+    else:
+        ids, entries = [entry.id for entry in hub.known_models()], zoo.list_models()
     failed = [entry.name for entry in entries if not _verify_one(entry)]
+    failed += [model_id for model_id in ids if not _verify_nequip_net(model_id)]
     if failed:
         print(f"{len(failed)} model(s) failed verification: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
@@ -204,6 +243,44 @@ def _verify_one(entry: ModelEntry) -> bool:
         return False
     print(f"{entry.name}: ok ({path})")
     return True
+
+
+def _verify_nequip_net(model_id: str) -> bool:
+    """Print the verification status of a nequip.net model; False if its cached file differs."""
+    if not hub.cached_path(model_id).is_file():
+        print(f"{model_id}: not cached (skipped)")
+        return True
+    try:
+        path = hub.verify_cached(model_id)
+    except ZooError as error:
+        print(f"{model_id}: FAILED: {error}")
+        return False
+    print(f"{model_id}: ok ({path})")
+    return True
+
+
+def _nequip_net_info(model_id: str) -> int:
+    """Print the registry entry of a nequip.net model (if any) and its cached file's record."""
+    mid = hub.parse_model_id(model_id)
+    entry = {entry.id: entry for entry in hub.known_models()}.get(str(mid))
+    if entry is None:
+        print(f"id: {mid} (not in the registry {zoo.registry_path()})")
+    else:
+        for key in ("id", "architecture", "description", "num_species", "r_max", "license"):
+            print(f"{key}: {getattr(entry, key)}")
+        print(f"size: {'unknown' if entry.size is None else '~' + _human_size(entry.size)}")
+        print(f"sha256: {entry.sha256 or 'none published (recorded at the first download)'}")
+        print("citation:" + "".join(f"\n  - {reference}" for reference in entry.citation))
+    print(f"page: {hub.web_page(mid)}")
+    path = hub.cached_path(mid)
+    if path.is_file():
+        hub.verify_cached(mid)
+        record = json.loads(path.with_name(path.name + ".json").read_text(encoding="utf-8"))
+        print(f"local file: {path} (sha256 {record['sha256']} verified)")
+        print(f"  downloaded: {record.get('downloaded_at')} from {record.get('download_url')}")
+    else:
+        print(f"local file: none yet (allegro-ase models fetch {mid} puts it at {path})")
+    return 0
 
 
 def models_register(args: argparse.Namespace) -> int:
