@@ -191,6 +191,34 @@ def nequip_config_from_reference(model_kwargs: Mapping[str, Any]) -> NequIPConfi
     return NequIPConfig(**values)
 
 
+def with_legacy_zbl_cutoff(
+    model_kwargs: dict[str, Any], nequip_version: str | None
+) -> dict[str, Any]:
+    """Give a ZBL term of nequip < 0.17 the envelope it had there.
+
+    Before nequip 0.17 the ZBL term had no cutoff of its own: it took the model's edge
+    envelope, the radial basis' ``polynomial_cutoff_p`` (Allegro without a Bessel basis: 6).
+    From 0.17 on it has its own (``polynomial_cutoff_p``, default 6).
+    """
+    pair = model_kwargs.get("pair_potential")
+    if not isinstance(pair, Mapping) or not _older_than(nequip_version, (0, 17)):
+        return model_kwargs
+    embed = model_kwargs.get("radial_chemical_embed")
+    if isinstance(embed, Mapping):  # Allegro
+        p = embed.get("polynomial_cutoff_p", 6) if embed.get("_target_") == _BESSEL_EMBED else 6
+    else:
+        p = model_kwargs.get("polynomial_cutoff_p", 6)
+    return {**model_kwargs, "pair_potential": {**pair, "polynomial_cutoff_p": p}}
+
+
+def _older_than(version: str | None, limit: tuple[int, int]) -> bool:
+    try:
+        major, minor = (int(part) for part in str(version).split(".")[:2])
+    except ValueError:
+        return False  # unknown: the current behaviour
+    return (major, minor) < limit
+
+
 REFERENCE_BUILDERS = {
     "allegro.model.AllegroModel": "allegro",
     "allegro.model.allegro_models.AllegroModel": "allegro",

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from .builders import with_legacy_zbl_cutoff
 from .kinds import NequIPFileError
 from .wrappers import builder_kwargs
 
@@ -65,6 +66,8 @@ def read_checkpoint(
             f"{path.name} is not a nequip-train checkpoint (no hyper_parameters/state_dict)."
         ) from error
     model_kwargs = builder_kwargs(hyper.get("model"), path, read_architecture)
+    versions = hyper.get("info_dict", {}).get("versions") or {}
+    model_kwargs = with_legacy_zbl_cutoff(model_kwargs, versions.get("nequip"))
     others = {k.split(".")[1] for k in state if k.startswith("model.") and k.count(".") > 1}
     if others != {"sole_model"}:
         raise NequIPFileError(

@@ -109,11 +109,25 @@ def _energy_kwargs(func: Stub) -> dict[str, Any]:
             attribute(scale_shift, f"{what}_trainable")
         )
     if "pair_potential" in func.state["_modules"]:
-        values["pair_potential"] = _zbl_kwargs(child(func, "pair_potential"))
+        values["pair_potential"] = _zbl_kwargs(child(func, "pair_potential"), func)
     return values
 
 
-def _zbl_kwargs(module: Stub) -> dict[str, Any]:
+def _edge_envelope_p(func: Stub) -> float:
+    """Exponent of the model's edge envelope, which ZBL used before nequip 0.17."""
+    for path in (
+        "bessel_encode.cutoff",
+        "radial_chemical_embed.bessel_encode.cutoff",
+        "cutoff.cutoff",
+    ):
+        try:
+            return float(attribute(child(func, path), "p"))
+        except TreeError:
+            continue
+    raise TreeError("a ZBL term without an envelope")
+
+
+def _zbl_kwargs(module: Stub, func: Stub) -> dict[str, Any]:
     if class_name(module) != ZBL_TARGET:
         raise TreeError(f"the pair potential {class_name(module)} (only {ZBL_TARGET})")
     numbers = attribute(module, "atomic_numbers").reshape(-1).round().long().tolist()
@@ -125,13 +139,27 @@ def _zbl_kwargs(module: Stub) -> dict[str, Any]:
         "_target_": ZBL_TARGET,
         "units": units[0],
         "chemical_species": [chemical_symbols[z] for z in numbers],
-        "polynomial_cutoff_p": float(attribute(child(module, "cutoff"), "p")),
+        "polynomial_cutoff_p": (
+            float(attribute(child(module, "cutoff"), "p"))
+            if "cutoff" in module.state["_modules"]
+            else _edge_envelope_p(func)
+        ),
     }
 
 
 def _avg_num_neighbors(norm: Stub, type_names: list[str]) -> float | dict[str, float]:
     averages = (1.0 / attribute(norm, "norm_const").reshape(-1).to(torch.float64) ** 2).tolist()
     return averages[0] if len(averages) == 1 else dict(zip(type_names, averages, strict=True))
+
+
+def _allegro_avg_num_neighbors(allegro: Stub, type_names: list[str]) -> float | dict[str, float]:
+    """From the environment sum's normaliser; allegro < 0.8 kept one in the tensor products."""
+    if "avg_num_neighbors_norm" in allegro.state["_modules"]:
+        return _avg_num_neighbors(child(allegro, "avg_num_neighbors_norm"), type_names)
+    scatter_factor = attribute(child(allegro, "tps.0"), "scatter_factor")
+    if scatter_factor is None:
+        raise TreeError("an Allegro module without an environment normaliser")
+    return 1.0 / float(scatter_factor) ** 2
 
 
 def _gate_activations(paths: list, default: dict[str, str]) -> dict[str, str]:
@@ -148,7 +176,7 @@ def _gate_activations(paths: list, default: dict[str, str]) -> dict[str, str]:
 def nequip_kwargs(func: Stub, type_names: list[str]) -> dict[str, Any]:
     """``FullNequIPGNNModel`` arguments of a NequIP ``SequentialGraphNetwork`` record."""
     embed = child(func, "type_embed")
-    if attribute(embed, "do_categorical_graph_field_embed"):
+    if embed.state.get("do_categorical_graph_field_embed"):  # (absent before nequip 0.14)
         raise TreeError("a categorical graph-field embedding")
     bessel = child(func, "bessel_encode")
     layers = sorted(
@@ -187,8 +215,13 @@ def nequip_kwargs(func: Stub, type_names: list[str]) -> dict[str, Any]:
     values["convnet_sc"] = any(use_sc)
     values["convnet_resnet"] = any(resnet)
     values["convnet_nonlinearity_scalars"], values["convnet_nonlinearity_gates"] = scalars, gates
-    norm = child(func, f"{layers[0]}.conv.avg_num_neighbors_norm")
-    values["avg_num_neighbors"] = _avg_num_neighbors(norm, type_names)
+    conv = child(func, f"{layers[0]}.conv")
+    if "avg_num_neighbors_norm" in conv.state["_modules"]:
+        averages = _avg_num_neighbors(child(conv, "avg_num_neighbors_norm"), type_names)
+    else:  # nequip < 0.14 kept one factor, None for no normalisation
+        factor = conv.state.get("scatter_norm_factor")
+        averages = 1.0 if factor is None else 1.0 / float(factor) ** 2
+    values["avg_num_neighbors"] = averages
     readout = mlp_kwargs(
         child(func, "per_atom_energy_readout.mlp_module"), "readout_mlp_hidden_layers"
     )
@@ -263,9 +296,7 @@ def allegro_kwargs(func: Stub, type_names: list[str]) -> dict[str, Any]:
             attribute(child(allegro, "tps.0"), "path_channel_coupling")
         ),
         "weight_individual_irreps": bool(attribute(weighter, "weight_individual_irreps")),
-        "avg_num_neighbors": _avg_num_neighbors(
-            child(allegro, "avg_num_neighbors_norm"), type_names
-        ),
+        "avg_num_neighbors": _allegro_avg_num_neighbors(allegro, type_names),
         "forward_normalize": _forward_normalize(func),
     }
     mlps = {

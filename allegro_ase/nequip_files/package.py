@@ -26,13 +26,14 @@ def _archive_root(archive: zipfile.ZipFile, path: Path) -> str:
 PACKAGE_PREFIX = "sole_model.model.func."
 
 
-def read_package(path: Path) -> tuple[Any, Stub, dict[str, torch.Tensor]]:
-    """Return the config's model section, the module tree and the weights, running no code.
+def read_package(path: Path) -> tuple[Any, Stub, dict[str, torch.Tensor], dict[str, str]]:
+    """Return the config's model section, module tree, weights and versions; no code runs.
 
     The section is ``training_module.model`` of the archive's ``model/config.yaml`` (a builder
     or a wrapper); the tree is the pickled ``eager`` model's ``GraphModel`` as inert records;
     the weights are its tensors (the EMA weights, when training kept them), named with
-    ``PACKAGE_PREFIX`` before the module path.
+    ``PACKAGE_PREFIX`` before the module path; the versions are those of the packaging run
+    (``{"nequip": "0.13.0", ...}``).
     """
     try:
         with zipfile.ZipFile(path) as archive:
@@ -65,7 +66,7 @@ def read_package(path: Path) -> tuple[Any, Stub, dict[str, torch.Tensor]]:
         ) from error
     if not isinstance(graph_model, Stub) or not isinstance(graph_model.state, dict):
         raise NequIPFileError(f"{path.name}: 'sole_model' is not a pickled module.")
-    return training_module.get("model"), graph_model, weights
+    return training_module.get("model"), graph_model, weights, (metadata.get("versions") or {})
 
 
 def check_metadata(metadata: Mapping[str, str], model_kwargs: Mapping, path: Path) -> None:

@@ -21,7 +21,7 @@ import torch
 
 from ..models import ARCHITECTURES
 from ..nn.scale_shift import per_type_values
-from .builders import config_from_reference, reference_architecture
+from .builders import config_from_reference, reference_architecture, with_legacy_zbl_cutoff
 from .checkpoint import read_checkpoint
 from .kinds import COMPILED_KINDS, NequIPFileError, nequip_file_kind
 from .module_tree import TreeError, builder_kwargs_from_tree
@@ -102,7 +102,7 @@ def _do_not_follow(path: Path) -> dict[str, Any]:
 
 def package_contents(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
     """Builder arguments (config, cross-checked by the module tree), weights and their prefix."""
-    section, graph_model, weights = read_package(path)
+    section, graph_model, weights, versions = read_package(path)
     try:
         tree_kwargs = builder_kwargs_from_tree(graph_model)
     except (TreeError, KeyError, TypeError, AttributeError, IndexError) as error:
@@ -110,6 +110,7 @@ def package_contents(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor
     try:
         config_kwargs = builder_kwargs(section, path, _do_not_follow)
         reference_architecture(config_kwargs)
+        config_kwargs = with_legacy_zbl_cutoff(config_kwargs, versions.get("nequip"))
     except (_WrappedFile, NequIPFileError, ValueError) as error:
         config_kwargs, config_error = None, error
     if config_kwargs is None and tree_kwargs is None:

@@ -94,9 +94,9 @@ def builder_kwargs(
 def wrapped_file(reference: str, target: str, origin: Path) -> Path:
     """Find the file a ``ModelFromCheckpoint``/``ModelFromPackage`` names (as given or beside)."""
     if reference.startswith("nequip.net:"):
-        from .hub import local_model_file
+        from .hub import resolve_path
 
-        return local_model_file(reference)
+        return resolve_path(reference)
     candidates = [Path(reference), origin.parent / reference, origin.parent / Path(reference).name]
     for candidate in candidates:
         if reference and candidate.is_file():
