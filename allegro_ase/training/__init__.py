@@ -3,7 +3,8 @@
 from .config import TrainConfig
 from .data import LabelledGraph, frame_to_graph, join, split_indices
 from .evaluation import ErrorMetrics, evaluate, predict
-from .trainer import PreparedData, Trainer, prepare, train
+from .preparation import PreparedData, prepare
+from .trainer import Trainer, train
 
 __all__ = [
     "ErrorMetrics",

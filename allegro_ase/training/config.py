@@ -1,12 +1,13 @@
 """The training configuration: one YAML file, validated into typed sections.
 
-Example (every key is optional except ``dataset``, ``output_dir`` and ``model.r_max``)::
+Example (every key is optional except ``dataset``, ``output_dir`` and ``model.r_max``; with
+``init``, fine-tuning below, ``model.r_max`` is not needed either)::
 
     dataset: data/emt_metals.h5        # our HDF5 schema or any labelled file ASE reads; or a list
     output_dir: runs/emt
     seed: 1
     split: {train: 2000, val: 200}     # counts or fractions; the rest is the test set
-    architecture: allegro
+    architecture: allegro              # or nequip
     model: {r_max: 5.0, l_max: 1, num_layers: 2, num_scalar_features: 32}
     loss: {energy_per_atom: 1.0, forces: 1.0, stress: 0.0}
     optimizer: {name: adam, lr: 0.002, weight_decay: 0.0}
@@ -21,11 +22,45 @@ Example (every key is optional except ``dataset``, ``output_dir`` and ``model.r_
 Statistics of the training split fill the model fields ``type_names`` (elements in the data,
 ordered by atomic number), ``avg_num_neighbors``, ``per_type_energy_shifts`` (least squares)
 and ``per_type_energy_scales`` (force RMS) unless the model section sets them.
+
+Fine-tuning: an ``init`` section starts from a trained model's weights instead of random ones::
+
+    dataset: my_dft_frames.extxyz
+    output_dir: runs/finetune
+    init: {model: nequip.net:mir-group/NequIP-OAM-L:0.1, fit_shifts: true, freeze: [layers.0]}
+    model: {model_dtype: float64}      # optional; the architecture comes from init.model
+    optimizer: {lr: 0.0002}            # fine-tuning wants a lower rate: 1e-4 to 5e-4
+
+``init.model`` (required)
+    The initial model: a zoo name (``allegro-ase models list``), a model file of this package
+    (``.pt``), a reference-framework file (``.ckpt`` or ``.nequip.zip``) or a nequip.net id
+    (``nequip.net:group/name:version``). Its architecture, type names (a foundation model keeps
+    all 89), cutoff, ``avg_num_neighbors`` and energy scales are kept; the data's elements must
+    be among its type names.
+``init.fit_shifts`` (default false)
+    Refit the per-type energy shifts to the training split: each element present in the data
+    gets the least-squares correction of the energy residuals (reference - initial model), so
+    the initial network plus the new shifts best matches the training energies; the other
+    elements keep their shifts. Use it when the data's reference energies differ from the
+    initial model's (another DFT code, functional or pseudopotential).
+``init.freeze`` (default none)
+    Parameters not to train: each entry is a parameter-name prefix at a dot (``layers.0``
+    freezes ``layers.0.conv.linear_1.weight``) or a regular expression matching whole names
+    (``.*edge_mlp.*``). Frozen parameters keep their initial values exactly (the
+    optimiser and the EMA leave them alone). An entry that matches nothing is an error.
+
+With ``init`` the ``model`` section may hold only settings that keep the pretrained function:
+``model_dtype``, ``per_type_energy_shifts`` (a value for all types, or a mapping for some;
+not together with ``fit_shifts``) and ``per_type_energy_shifts_trainable`` /
+``per_type_energy_scales_trainable``; any other key must equal the initial model's value.
+``architecture`` may be left out (it is the initial model's). Trainable energy scales of
+the initial model keep training unless frozen (``freeze: [scale_shift]``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +118,35 @@ class EarlyStoppingConfig:
     min_lr: float = 1e-5
 
 
+@dataclass(frozen=True, kw_only=True)
+class InitConfig:
+    """The initial model of a fine-tuning run; see the module docstring for each key."""
+
+    model: str
+    fit_shifts: bool = False
+    freeze: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ValueError(
+                f"init.model must name the initial model (a zoo name, a .pt, .ckpt or "
+                f".nequip.zip file, or a nequip.net id), got {self.model!r}."
+            )
+        if not isinstance(self.fit_shifts, bool):
+            raise ValueError(f"init.fit_shifts must be true or false, got {self.fit_shifts!r}.")
+        freeze = [self.freeze] if isinstance(self.freeze, str) else list(self.freeze or ())
+        for pattern in freeze:
+            if not isinstance(pattern, str) or not pattern:
+                raise ValueError(f"init.freeze entries must be non-empty strings, got {pattern!r}.")
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(
+                    f"init.freeze entry {pattern!r} is not a valid regular expression: {error}."
+                ) from error
+        object.__setattr__(self, "freeze", tuple(freeze))
+
+
 _SECTIONS = {
     "split": SplitConfig,
     "loss": LossConfig,
@@ -99,7 +163,8 @@ class TrainConfig:
     dataset: str | list[str]
     output_dir: str
     model: dict[str, Any]
-    architecture: str = "allegro"
+    architecture: str | None = None
+    init: InitConfig | None = None
     seed: int = 0
     split: SplitConfig = field(default_factory=SplitConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -113,8 +178,10 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self):
-        if "r_max" not in self.model:
+        if self.init is None and "r_max" not in self.model:
             raise ValueError("The model section must set r_max (Å).")
+        if self.init is None and self.architecture is None:
+            object.__setattr__(self, "architecture", "allegro")
         if self.optimizer.name not in {"adam", "adamw"}:
             raise ValueError(f"optimizer.name must be adam or adamw, got {self.optimizer.name!r}.")
         if self.schedule.name not in {"plateau", "cosine"}:
@@ -137,6 +204,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a mapping, got {given!r}.")
             _reject_unknown(name, given, {f.name for f in dataclasses.fields(section)})
             values[name] = section(**given)
+        if values.get("init") is not None:
+            values["init"] = _init_section(values["init"], base_dir)
         for key in ("dataset", "output_dir"):
             if key not in values:
                 raise ValueError(f"The training config must set {key!r}.")
@@ -162,11 +231,38 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dictionary (YAML/JSON ready)."""
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if self.init is None:
+            del values["init"]  # the config of a run from scratch reads as it always did
+        else:
+            values["init"]["freeze"] = list(self.init.freeze)
+        return values
 
 
 def _as_list(value: str | list[str]) -> list[str]:
     return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _init_section(given: Any, base_dir: Path | None) -> InitConfig:
+    """Validate the ``init`` mapping; a relative model file is taken relative to ``base_dir``."""
+    if not isinstance(given, Mapping):
+        raise ValueError(
+            f"init must be a mapping such as {{model: my_model.pt, fit_shifts: true}}, got {given!r}."
+        )
+    _reject_unknown("init", given, {f.name for f in dataclasses.fields(InitConfig)})
+    if "model" not in given:
+        raise ValueError("The init section must set model (the initial model to fine-tune).")
+    given = dict(given)
+    source = given["model"]
+    if base_dir is not None and isinstance(source, str) and _looks_like_file(source):
+        given["model"] = str(base_dir / source)
+    return InitConfig(**given)
+
+
+def _looks_like_file(source: str) -> bool:
+    """Whether an ``init.model`` value names a model file (not a zoo name or nequip.net id)."""
+    suffixes = (".pt", ".ckpt", ".nequip.zip", ".nequip.pth", ".nequip.pt2")
+    return not source.startswith("nequip.net:") and source.endswith(suffixes)
 
 
 def _reject_unknown(where: str, values: Mapping[str, Any], known: set[str]) -> None:

@@ -1,5 +1,8 @@
 """The training loop: statistics → model → epochs with EMA, schedule, early stopping, resume.
 
+A fine-tuning run (``init`` in the config) starts from an initial model's weights instead of
+random ones; :mod:`allegro_ase.training.initial_model` loads it and freezes parameters.
+
 Files written to ``output_dir``:
 
 =================== ==================================================================
@@ -21,61 +24,23 @@ import csv
 import json
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
-from ase.data import chemical_symbols
 from tqdm import tqdm
 
 from ..calculator import resolve_device
-from ..conversion import SpeciesMap
-from ..datasets import Frame, read_frames
 from ..io import load_model, save_model
 from ..models import build_model
 from .config import TrainConfig
-from .data import LabelledGraph, frame_to_graph, join, split_indices
+from .data import join
 from .evaluation import evaluate, loss_terms, predict
-from .statistics import avg_num_neighbors, force_rms, per_type_energy_shifts
+from .initial_model import freeze_parameters, load_initial_weights
+from .preparation import PreparedData, prepare
 
 STATE_FILE = "trainer_state.pt"
 RESUMABLE_CHANGES = {"max_epochs", "early_stopping", "device", "output_dir"}
-
-
-@dataclass
-class PreparedData:
-    """Graphs of each split, the split itself and the model config derived from the data."""
-
-    splits: dict[str, list[int]]
-    graphs: dict[str, list[LabelledGraph]]
-    model_config: dict
-
-
-def prepare(config: TrainConfig, frames: Sequence[Frame] | None = None) -> PreparedData:
-    """Read the dataset, split it by seed, build graphs and fill the model's data statistics."""
-    if frames is None:
-        frames = [frame for path in config.datasets for frame in read_frames(path)]
-    splits = split_indices(len(frames), config.split.train, config.split.val, config.seed)
-    model_config = {"seed": config.seed, **config.model}
-    if "type_names" not in model_config:
-        numbers = np.unique(np.concatenate([frame.numbers for frame in frames]))
-        model_config["type_names"] = [chemical_symbols[z] for z in numbers]
-    species_map = SpeciesMap(model_config["type_names"])
-    r_max = float(model_config["r_max"])
-    graphs = {
-        name: [frame_to_graph(frames[i], species_map, r_max) for i in indices]
-        for name, indices in splits.items()
-    }
-    train = graphs["train"]
-    model_config.setdefault("avg_num_neighbors", avg_num_neighbors(train))
-    model_config.setdefault(
-        "per_type_energy_shifts", per_type_energy_shifts(train, model_config["type_names"])
-    )
-    model_config.setdefault("per_type_energy_scales", force_rms(train))
-    return PreparedData(splits=splits, graphs=graphs, model_config=model_config)
 
 
 class Trainer:
@@ -99,7 +64,13 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.data = prepare(config) if data is None else data
         self.progress = progress
-        self.model = build_model(config.architecture, self.data.model_config).to(self.device)
+        self.architecture = self.data.architecture or config.architecture
+        self.model = build_model(self.architecture, self.data.model_config)
+        self.frozen: list[str] = []
+        if self.data.initial_model is not None:
+            load_initial_weights(self.model, self.data.initial_model)
+            self.frozen = freeze_parameters(self.model, config.init.freeze)
+        self.model.to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[
@@ -163,12 +134,13 @@ class Trainer:
         return {f"train_{name}": value / len(batches) for name, value in sums.items()}
 
     def update_ema(self) -> None:
-        """EMA of the weights, with the usual warm-up min(decay, (1 + n) / (10 + n))."""
+        """EMA of the trained weights, with the usual warm-up min(decay, (1 + n) / (10 + n))."""
         self.step += 1
         decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
         with torch.no_grad():
-            for ema, live in zip(self.ema.parameters(), self.model.parameters(), strict=False):
-                ema.lerp_(live, 1.0 - decay)
+            for ema, live in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+                if live.requires_grad:  # frozen parameters stay exactly as they are
+                    ema.lerp_(live, 1.0 - decay)
 
     def validation_loss(self, metrics: dict[str, float]) -> float:
         """Return the configured loss of validation errors (RMSE converted back to eV units)."""
@@ -186,6 +158,8 @@ class Trainer:
         self.write_run_files()
         if (self.out / STATE_FILE).exists():
             self.load_state()
+        if self.progress and self.config.init is not None:
+            print(self.describe_init(), flush=True)
         while not self.finished:
             start = time.perf_counter()
             row = {"epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
@@ -322,6 +296,17 @@ class Trainer:
         if path.exists():
             lines = path.read_text().splitlines(keepends=True)
             path.write_text("".join(lines[: self.epoch + 1]))
+
+    def describe_init(self) -> str:
+        """One log line about the initial model of a fine-tuning run."""
+        init = self.config.init
+        total = len(list(self.model.parameters()))
+        shifts = "refitted for the data's elements" if init.fit_shifts else "kept"
+        return (
+            f"Fine-tuning {init.model} ({self.architecture}, "
+            f"{len(self.model.type_names)} types): {len(self.frozen)} of {total} parameter "
+            f"tensors frozen, energy shifts {shifts}."
+        )
 
     @staticmethod
     def describe(row: dict) -> str:
