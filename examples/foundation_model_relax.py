@@ -26,7 +26,7 @@ LOOK_ALIKE = Path(__file__).resolve().parents[1] / "tests/data/foundation/nequip
 
 
 def half_heusler(a: float = 5.9):
-    """A rattled 12-atom cubic TiNiSn (half-Heusler, C1_b) cell, 2 % too large."""
+    """Return a rattled 12-atom cubic TiNiSn (half-Heusler, C1_b) cell, 2 % too large."""
     atoms = bulk("Ti", "fcc", a=a * 1.02, cubic=True)  # Ti on 4a
     nickel = bulk("Ni", "fcc", a=a * 1.02, cubic=True)
     nickel.translate([a * 1.02 / 4] * 3)  # Ni on 4c
