@@ -36,3 +36,11 @@ def test_neb_setup_reproduces_the_emt_barrier():
 def test_au_adatom_hop_barrier_matches_emt():
     barriers = neb_au_on_al100.main([])
     assert barriers["allegro-emt-metals"] == pytest.approx(barriers["EMT"], abs=0.03)  # eV
+
+
+def test_foundation_example_relaxes_with_the_look_alike(capsys):
+    import foundation_model_relax
+
+    result = foundation_model_relax.main(["--steps", "3"])
+    assert result["energy"] < result["start_energy"]
+    assert "3 FIRE steps" in capsys.readouterr().out
