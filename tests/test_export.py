@@ -40,9 +40,10 @@ REFERENCE_ATOL = 1e-6  # reference NequIPCalculator on our file vs our calculato
 F32_ATOL = 1e-5  # float32 model: exported program vs calculator (eV, eV/Å)
 
 EDGE_CUTOFFS = {"Cu": {"Au": 3.2}, "Au": 3.6}
+# with the ZBL pair term, so that exported files (and LAMMPS) carry it too
 ARCHITECTURES = {
-    "allegro": lambda: make_model(per_edge_type_cutoff=EDGE_CUTOFFS),
-    "nequip": lambda: make_nequip_model(per_edge_type_cutoff=EDGE_CUTOFFS),
+    "allegro": lambda: make_model(per_edge_type_cutoff=EDGE_CUTOFFS, pair_potential="zbl"),
+    "nequip": lambda: make_nequip_model(per_edge_type_cutoff=EDGE_CUTOFFS, pair_potential="zbl"),
 }
 CASES = [
     ("allegro", "pair_allegro"),
