@@ -7,8 +7,10 @@ import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk, fcc111
+from ase.calculators.emt import EMT
 
 from allegro_ase import AllegroCalculator, AllegroConfig, AllegroModel
+from allegro_ase.datasets import Frame
 from allegro_ase.models import NequIPConfig, NequIPModel
 
 R_MAX = 4.0
@@ -222,3 +224,18 @@ def _global_state_is_untouched():
     yield
     assert torch.get_default_dtype() == dtype
     assert torch.equal(torch.random.get_rng_state(), rng)
+
+
+def emt_frames(count: int, seed: int = 0) -> list[Frame]:
+    """Rattled, strained 8-atom Cu/Au cells labelled by EMT (energy, forces, stress)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k in range(count):
+        atoms = bulk("Cu", "fcc", a=3.7, cubic=True) * (2, 1, 1)
+        atoms.numbers[rng.random(len(atoms)) < 0.4] = 79
+        atoms.set_cell(atoms.cell * (1 + 0.02 * rng.standard_normal()), scale_atoms=True)
+        atoms.rattle(0.1, seed=seed * 1000 + k)
+        atoms.calc = EMT()
+        atoms.get_stress()
+        frames.append(Frame.from_atoms(atoms, "bulk"))
+    return frames

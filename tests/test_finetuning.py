@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from ase.build import bulk
-from ase.calculators.emt import EMT
+from conftest import emt_frames
 
 from allegro_ase.conversion import SpeciesMap
-from allegro_ase.datasets import Frame, FrameWriter, read_hdf5
+from allegro_ase.datasets import FrameWriter, read_hdf5
 from allegro_ase.io import load_model, save_model
 from allegro_ase.models import AllegroConfig, AllegroModel
 from allegro_ase.training import (
@@ -39,21 +38,6 @@ TYPES89 = (
 ).split()
 PRESENT = ("Cu", "Au")
 FOUNDATION = Path(__file__).parent / "data" / "foundation" / "nequip-oam-like.nequip.zip"
-
-
-def emt_frames(count: int, seed: int = 0) -> list[Frame]:
-    """Rattled, strained 8-atom Cu/Au cells labelled by EMT (energy, forces, stress)."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for k in range(count):
-        atoms = bulk("Cu", "fcc", a=3.7, cubic=True) * (2, 1, 1)
-        atoms.numbers[rng.random(len(atoms)) < 0.4] = 79
-        atoms.set_cell(atoms.cell * (1 + 0.02 * rng.standard_normal()), scale_atoms=True)
-        atoms.rattle(0.1, seed=seed * 1000 + k)
-        atoms.calc = EMT()
-        atoms.get_stress()
-        frames.append(Frame.from_atoms(atoms, "bulk"))
-    return frames
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from ase.build import bulk
-from ase.calculators.emt import EMT
-from conftest import GEOMETRIES, make_model
+from conftest import GEOMETRIES, emt_frames, make_model
 
 from allegro_ase.conversion import SpeciesMap, atoms_to_graph
 from allegro_ase.datasets import Frame, FrameWriter, write_extxyz
@@ -34,21 +32,6 @@ MODEL = dict(
 NEQUIP_MODEL = dict(
     r_max=4.0, l_max=1, num_layers=3, num_features=8, radial_mlp_width=8, num_bessels=4
 )
-
-
-def emt_frames(count: int, seed: int = 0) -> list[Frame]:
-    """Rattled, strained 8-atom Cu/Au cells labelled by EMT (energy, forces, stress)."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for k in range(count):
-        atoms = bulk("Cu", "fcc", a=3.7, cubic=True) * (2, 1, 1)
-        atoms.numbers[rng.random(len(atoms)) < 0.4] = 79
-        atoms.set_cell(atoms.cell * (1 + 0.02 * rng.standard_normal()), scale_atoms=True)
-        atoms.rattle(0.1, seed=seed * 1000 + k)
-        atoms.calc = EMT()
-        atoms.get_stress()
-        frames.append(Frame.from_atoms(atoms, "bulk"))
-    return frames
 
 
 @pytest.fixture(scope="module")
