@@ -11,7 +11,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from .conversion import SpeciesMap, atoms_to_graph, stress_available
+from .conversion import SpeciesMap, atoms_to_graph, check_distances, stress_available
 from .io import load_model
 from .models import with_dtype
 from .neighbors import NEIGHBOR_LIST_BACKENDS
@@ -20,10 +20,20 @@ from .zoo import resolve
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """Turn ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:K"`` into an available device."""
-    if str(device) == "auto":
+    """Turn ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:K"`` into an available device.
+
+    Names are case-insensitive; anything else is refused with the accepted names.
+    """
+    text = str(device).strip().lower()
+    if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    kind, _, index = text.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+        hint = " (for a GPU, say 'cuda' or 'cuda:0')" if kind == "gpu" else ""
+        raise ValueError(
+            f"Unsupported device {str(device)!r}{hint}; use 'auto', 'cpu', 'cuda' or 'cuda:K'."
+        )
+    device = torch.device(text)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError(
@@ -36,9 +46,25 @@ def resolve_device(device: str | torch.device) -> torch.device:
                 "device(s) exist; choose one of "
                 f"{[f'cuda:{k}' for k in range(torch.cuda.device_count())]}."
             )
-    elif device.type != "cpu":
-        raise RuntimeError(f"Unsupported device {str(device)!r}; use 'cpu', 'cuda' or 'auto'.")
     return device
+
+
+def check_model(model: object) -> None:
+    """Refuse anything but an energy model of this package, saying which constructor fits."""
+    if isinstance(model, str | os.PathLike):
+        raise TypeError(
+            f"AllegroCalculator takes a model object, not {str(model)!r}. For a model of the "
+            "zoo use AllegroCalculator.from_pretrained(name), for a file saved by allegro-ase "
+            "from_file(path), for a reference-framework file or nequip.net id from_nequip(...)."
+        )
+    from .models import ARCHITECTURES
+
+    if not isinstance(model, tuple(model_class for _, model_class in ARCHITECTURES.values())):
+        raise TypeError(
+            f"AllegroCalculator takes an energy model of allegro-ase (AllegroModel or "
+            f"NequIPModel), got {type(model).__module__}.{type(model).__name__}. Build one "
+            "from a config, or load one with from_pretrained / from_file / from_nequip."
+        )
 
 
 class AllegroCalculator(Calculator):
@@ -62,6 +88,9 @@ class AllegroCalculator(Calculator):
         ``"matscipy"`` (default) or ``"vesin"``.
     species_to_type_name : mapping or None
         ``{chemical_symbol: type_name}`` when the model's type names are not chemical symbols.
+    min_distance : float
+        Atoms closer than this (Å) raise ``InputError`` naming the pair (default 0.1; 0 turns
+        the check off). The ZBL term, where a model has one, is defined down to it.
     **kwargs
         Passed to :class:`ase.calculators.calculator.Calculator` (e.g. ``label``).
 
@@ -80,9 +109,11 @@ class AllegroCalculator(Calculator):
         dtype: str | torch.dtype | None = None,
         neighbor_list: str = "matscipy",
         species_to_type_name: Mapping[str, str] | None = None,
+        min_distance: float = 0.1,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        check_model(model)
         if neighbor_list not in NEIGHBOR_LIST_BACKENDS:
             raise ValueError(
                 f"neighbor_list={neighbor_list!r} is unknown; choose one of {NEIGHBOR_LIST_BACKENDS}."
@@ -90,9 +121,12 @@ class AllegroCalculator(Calculator):
         self.device = resolve_device(device)
         model = with_dtype(model, dtype) if dtype is not None else model
         if any(parameter.requires_grad for parameter in model.parameters()):
-            model = copy.deepcopy(model).requires_grad_(False)
-        self.model = model.to(self.device).eval()
+            model = copy.deepcopy(model).requires_grad_(False).eval()
+        # a frozen model is used as it is: not even its .training flag changes (the models
+        # behave the same in both modes)
+        self.model = model.to(self.device)
         self.neighbor_list = neighbor_list
+        self.min_distance = float(min_distance)
         self.species_map = SpeciesMap(self.model.type_names, species_to_type_name)
         self.cutoff_matrix = self.model.cutoff_matrix.detach().cpu()
         self.parameters.update(
@@ -118,7 +152,7 @@ class AllegroCalculator(Calculator):
         **kwargs
             Passed to the constructor (``device``, ``dtype``, ``neighbor_list``, ...).
         """
-        return cls(load_model(path, sha256=sha256), **kwargs)
+        return cls(load_model(path, sha256=sha256).requires_grad_(False), **kwargs)
 
     @classmethod
     def from_pretrained(
@@ -195,7 +229,8 @@ class AllegroCalculator(Calculator):
         path = resolve_path(path)  # a nequip.net id: its verified local file
         kind = nequip_file_kind(path)
         if kind not in COMPILED_KINDS:
-            return cls(load_nequip_model(path), device=device, dtype=dtype, **kwargs)
+            model = load_nequip_model(path).requires_grad_(False)
+            return cls(model, device=device, dtype=dtype, **kwargs)
         from .compiled_calculator import compiled_calculator
 
         return compiled_calculator(path, device, dtype, allow_compiled, **kwargs)
@@ -215,13 +250,21 @@ class AllegroCalculator(Calculator):
         properties: tuple[str, ...] = ("energy",),
         system_changes: list[str] = all_changes,
     ) -> None:
-        """Compute every implemented property of ``atoms`` in one model call."""
+        """Compute every implemented property of ``atoms`` in one model call.
+
+        Works inside ``torch.no_grad()`` and ``torch.inference_mode()`` too: forces and stress
+        are derivatives, so autograd is switched on here, locally.
+        """
         super().calculate(atoms, properties, system_changes)
-        atoms = self.atoms
+        with torch.inference_mode(False), torch.enable_grad():
+            self._calculate(self.atoms, properties)
+
+    def _calculate(self, atoms: Atoms, properties) -> None:
         periodic_volume = stress_available(atoms, properties)
         graph = atoms_to_graph(
             atoms, self.species_map, self.model.r_max, self.cutoff_matrix, self.neighbor_list
         )
+        check_distances(graph, self.min_distance, atoms)
         outputs = compute_outputs(self.model, graph.to(self.device))
         n = len(atoms)
         packed = torch.cat(

@@ -10,7 +10,7 @@ from ase import Atoms
 from ase.calculators.calculator import InputError, PropertyNotImplementedError
 from ase.data import atomic_numbers, chemical_symbols
 
-from .graph import AtomicGraph
+from .graph import AtomicGraph, edge_vectors
 from .neighbors import neighbor_list
 
 
@@ -49,6 +49,13 @@ class SpeciesMap:
 
     def __call__(self, numbers: np.ndarray) -> np.ndarray:
         """Type indices (N,) of atomic numbers (N,); unknown elements raise ``InputError``."""
+        numbers = np.asarray(numbers)
+        invalid = sorted({int(z) for z in numbers if not 0 < z < len(chemical_symbols)})
+        if invalid:
+            raise InputError(
+                f"Atomic numbers {invalid[:10]} are not elements (1 to "
+                f"{len(chemical_symbols) - 1}); check atoms.numbers."
+            )
         types = self._lookup[numbers]
         unknown = sorted({chemical_symbols[z] for z in numbers[types < 0]})
         if unknown:
@@ -62,7 +69,10 @@ class SpeciesMap:
 def check_geometry(atoms: Atoms) -> None:
     """Raise ``InputError`` for an empty system, non-finite positions or an unusable cell."""
     if len(atoms) == 0:
-        raise InputError("The Atoms object is empty: there is nothing to compute.")
+        raise InputError(
+            "The Atoms object is empty: there is nothing to compute. Build or read a structure "
+            "with atoms first (e.g. ase.build.bulk or ase.io.read)."
+        )
     pos = atoms.positions
     bad = np.flatnonzero(~np.isfinite(pos).all(axis=1))
     if len(bad):
@@ -72,13 +82,39 @@ def check_geometry(atoms: Atoms) -> None:
         )
     pbc, cell = atoms.pbc, atoms.cell.array
     if not np.isfinite(cell).all():
-        raise InputError("The cell contains NaN or infinite values.")
+        raise InputError(
+            f"The cell contains NaN or infinite values ({cell.round(6).tolist()}); set a finite "
+            "cell with atoms.set_cell(...) (a cell filter or NPT run may have diverged)."
+        )
     if pbc.any() and np.linalg.matrix_rank(cell[pbc], tol=1e-8) < pbc.sum():
         raise InputError(
             f"pbc={pbc.tolist()} but the cell vectors of the periodic directions are zero or "
             f"linearly dependent (cell={cell.round(6).tolist()}). Set a proper cell with "
             "atoms.set_cell(...) or switch those directions off with atoms.pbc."
         )
+
+
+def check_distances(graph: AtomicGraph, min_distance: float, atoms: Atoms) -> None:
+    """Raise ``InputError`` naming the closest pair if two atoms are nearer than ``min_distance``.
+
+    No interatomic potential is meaningful for atoms on top of each other (a learned one gives
+    an arbitrary number there, and forces are undefined at zero distance).
+    """
+    if min_distance <= 0 or graph.edge_index.shape[1] == 0:
+        return
+    vectors = edge_vectors(graph.pos, graph.cell, graph.edge_index, graph.cell_shifts)
+    lengths = torch.linalg.vector_norm(vectors, dim=-1)
+    closest = int(torch.argmin(lengths))
+    if float(lengths[closest]) >= min_distance:
+        return
+    i, j = (int(k) for k in graph.edge_index[:, closest])
+    symbols = atoms.get_chemical_symbols()
+    raise InputError(
+        f"Atoms {i} ({symbols[i]}) and {j} ({symbols[j]}) are {float(lengths[closest]):.3g} Å "
+        f"apart (closer than min_distance = {min_distance} Å): the structure is broken (atoms "
+        "on top of each other, a wrong cell or unit, or a diverged run). Fix the structure; "
+        "pass min_distance=0 to the calculator to compute anyway."
+    )
 
 
 def has_volume(atoms: Atoms) -> bool:

@@ -46,7 +46,7 @@ def test_zero_volume_periodic_cell_is_refused(default_model):
 def test_empty_atoms_are_refused(default_model):
     atoms = Atoms()
     atoms.calc = calc_for(default_model)
-    with pytest.raises(InputError, match="empty"):
+    with pytest.raises(InputError, match="empty.*ase.build.bulk or ase.io.read"):
         atoms.get_potential_energy()
 
 
@@ -74,9 +74,83 @@ def test_cuda_without_cuda_is_refused(default_model):
     assert resolve_device("auto") == torch.device("cpu")
 
 
-def test_unknown_device_type_is_refused():
-    with pytest.raises(RuntimeError, match="Unsupported device 'meta'"):
-        resolve_device("meta")
+@pytest.mark.parametrize("device", ["meta", "mps", "cuda:x", "cpu:0", "tpu"])
+def test_unknown_device_type_is_refused(device):
+    with pytest.raises(ValueError, match=f"Unsupported device '{device}'; use 'auto', 'cpu'"):
+        resolve_device(device)
+
+
+def test_gpu_is_refused_with_the_name_to_use():
+    with pytest.raises(ValueError, match="'gpu' \\(for a GPU, say 'cuda' or 'cuda:0'\\)"):
+        resolve_device("gpu")
+
+
+@pytest.mark.parametrize("device", ["CPU", " cpu ", "Cpu"])
+def test_device_names_are_case_insensitive(device):
+    assert resolve_device(device) == torch.device("cpu")
+
+
+@pytest.mark.parametrize(
+    "model, match",
+    [
+        (
+            "allegro-emt-metals",
+            r"not 'allegro-emt-metals'\. For a model of the zoo use .*from_pretrained",
+        ),
+        (torch.nn.Linear(3, 3), r"got torch\.nn\.modules\.linear\.Linear\. .*from_pretrained"),
+    ],
+    ids=["name", "foreign-module"],
+)
+def test_constructor_says_which_loader_to_use(model, match):
+    with pytest.raises(TypeError, match=match):
+        AllegroCalculator(model, device="cpu")
+
+
+def test_frozen_user_model_is_left_exactly_as_it_was(default_model):
+    model = make_nequip_model().requires_grad_(False).train()
+    calc = AllegroCalculator(model, device="cpu")
+    assert calc.model is model and model.training  # used as it is, its mode untouched
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_forces_work_inside_no_grad_and_inference_mode(default_model, context):
+    atoms = GEOMETRIES["alloy"]()
+    atoms.calc = calc_for(default_model)
+    expected = atoms.get_forces().copy(), atoms.get_stress().copy()
+    atoms.calc = calc_for(default_model)
+    with context():
+        np.testing.assert_allclose(atoms.get_forces(), expected[0], atol=1e-12)
+        np.testing.assert_allclose(atoms.get_stress(), expected[1], atol=1e-12)
+
+
+@pytest.mark.parametrize("numbers", [[29, 200], [29, 0], [29, -3]])
+def test_atomic_numbers_that_are_not_elements_are_named(default_model, numbers):
+    atoms = Atoms(numbers=numbers, positions=[[0, 0, 0], [0, 0, 2.0]])
+    atoms.calc = calc_for(default_model)
+    with pytest.raises(InputError, match=rf"Atomic numbers \[{numbers[1]}\] are not elements"):
+        atoms.get_potential_energy()
+
+
+@pytest.mark.parametrize("distance", [0.0, 1e-8, 0.05])
+def test_atoms_on_top_of_each_other_are_named(default_model, distance):
+    atoms = Atoms("CuAuH", positions=[[0, 0, 0], [2, 0, 0], [2, 0, distance]])
+    atoms.calc = calc_for(default_model)
+    with pytest.raises(InputError, match=r"Atoms [12] \((Au|H)\) and [12] \((Au|H)\) are .* apart"):
+        atoms.get_potential_energy()
+
+
+def test_distance_check_can_be_switched_off(default_model):
+    atoms = Atoms("CuAu", positions=[[0, 0, 0], [0, 0, 0.05]])
+    atoms.calc = AllegroCalculator(default_model, device="cpu", min_distance=0)
+    assert np.isfinite(atoms.get_potential_energy())
+
+
+def test_nan_cell_says_what_to_do(default_model):
+    atoms = GEOMETRIES["alloy"]()
+    atoms.cell[1, 1] = np.nan
+    atoms.calc = calc_for(default_model)
+    with pytest.raises(InputError, match=r"cell contains NaN .* atoms\.set_cell"):
+        atoms.get_potential_energy()
 
 
 def test_unknown_neighbor_list_is_refused(default_model):
@@ -132,3 +206,10 @@ def test_custom_type_names_need_a_species_map():
     atoms = GEOMETRIES["cluster"]()
     atoms.calc = calc
     assert np.isfinite(atoms.get_potential_energy())
+
+
+def test_missing_model_file_says_what_to_load_instead(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"No such model file: .*from_pretrained"):
+        AllegroCalculator.from_file(tmp_path / "nope.pt")
+    with pytest.raises(FileNotFoundError, match=r"No such reference model file.*nequip\.net id"):
+        AllegroCalculator.from_nequip(tmp_path / "nope.nequip.zip")

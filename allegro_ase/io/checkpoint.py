@@ -128,6 +128,13 @@ def load_model(path: str | os.PathLike, sha256: str | None = None) -> torch.nn.M
     torch.nn.Module
         The model, on the CPU, in eval mode.
     """
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"No such model file: {os.fspath(path)!r}. Give the path of a model saved by "
+            "allegro-ase (save_model, allegro-ase train); for a shipped or downloadable model "
+            "use AllegroCalculator.from_pretrained(name) (`allegro-ase models list`), for a "
+            "reference-framework file from_nequip(path)."
+        )
     if sha256 is not None:
         found = file_sha256(path)
         if found != sha256.lower():
