@@ -7,7 +7,10 @@ Edge vectors follow ``r_ij = pos[j] - pos[i] + cell_shifts @ cell``.
 Non-periodic directions are handled by replacing their cell rows with vectors orthogonal
 to the periodic ones that enclose all atoms with a margin larger than ``r_max``. The search
 then never meets a spurious image, stays O(N), and the shifts along those directions are 0,
-so the user's own cell rows remain valid for the edge vectors.
+so the user's own cell rows remain valid for the edge vectors. Along such a direction, empty
+gaps wider than the margin are narrowed to it before the search (no pair across a gap is
+within ``r_max`` before or after), so the cost follows the number of atoms, not the distance
+between far-apart molecules.
 """
 
 from __future__ import annotations
@@ -72,7 +75,8 @@ def _search_box(
     Returns
     -------
     search_pos : np.ndarray
-        (N, 3) positions translated along the non-periodic directions only.
+        (N, 3) positions moved along the non-periodic directions only: translated, and
+        with empty gaps wider than ``r_max + 0.5`` Å narrowed to that width.
     search_cell : np.ndarray
         (3, 3) cell whose periodic rows are the user's and whose other rows are orthogonal
         to them and span the atoms with a margin of ``r_max + 0.5`` Å on each side.
@@ -90,9 +94,20 @@ def _search_box(
     margin = r_max + 0.5
     for axis, normal in zip(np.flatnonzero(~pbc), complement, strict=True):
         height = pos @ normal if len(pos) else np.zeros(1)
-        search_cell[axis] = normal * (height.max() - height.min() + 2 * margin)
-        search_pos += normal * (margin - height.min())
+        narrowed = _narrow_gaps(height, margin)
+        search_cell[axis] = normal * (narrowed.max() + 2 * margin)
+        if len(pos):
+            search_pos += np.outer(narrowed + margin - height, normal)
     return search_pos, search_cell
+
+
+def _narrow_gaps(height: np.ndarray, width: float) -> np.ndarray:
+    """Heights (N,) with the lowest at 0 and every gap between neighbours capped at ``width``."""
+    order = np.argsort(height, kind="stable")
+    steps = np.minimum(np.diff(height[order]), width)
+    narrowed = np.empty_like(height)
+    narrowed[order] = np.concatenate([[0.0], np.cumsum(steps)])
+    return narrowed
 
 
 def _matscipy(

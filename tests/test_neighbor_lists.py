@@ -52,6 +52,13 @@ def _cases():
     wire = GEOMETRIES["alloy"]()
     wire.pbc = [False, True, False]
     cases["wire_mixed_pbc"] = wire
+    far = GEOMETRIES["cluster"]()
+    far += GEOMETRIES["cluster"]()
+    far.positions[len(far) // 2 :] += [3.0e4, -2.0e5, 7.0e3]
+    cases["far_apart_clusters"] = far  # the search must not span the empty space between
+    slab = GEOMETRIES["slab"]()
+    slab.positions[:2, 2] += 5.0e4  # two atoms far above a slab with vacuum
+    cases["slab_with_far_adsorbates"] = slab
     return cases
 
 
@@ -103,3 +110,18 @@ def test_random_cells_match_brute_force(lengths, tilt, pbc, fractions, r_max, ba
     edge_index, shifts = neighbor_list(pos, cell, pbc, r_max, backend)
     found = {(int(i), int(j), *map(int, s)) for (i, j), s in zip(edge_index.T, shifts, strict=True)}
     assert found == brute_force(pos, cell, pbc, r_max)
+
+
+@pytest.mark.parametrize("backend", NEIGHBOR_LIST_BACKENDS)
+@pytest.mark.parametrize("distance", [1e4, 1e6, 1e9])
+def test_isolated_atoms_far_apart_cost_no_memory(backend, distance):
+    """Cost follows the atoms, not the empty space between them (once 2.5 GB at 1e4 Å)."""
+    import tracemalloc
+
+    pos = np.array([[0.0, 0, 0], [1.0, 0, 0], [distance, 0, 0], [distance, distance, 1.5]])
+    tracemalloc.start()
+    edge_index, shifts = neighbor_list(pos, np.zeros((3, 3)), [False] * 3, 5.0, backend)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert sorted(map(tuple, edge_index.T.tolist())) == [(0, 1), (1, 0)]
+    assert peak < 50e6
