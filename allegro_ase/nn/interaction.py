@@ -30,6 +30,7 @@ from e3nn import o3
 from e3nn.nn import Gate
 
 from .mlp import ScalarMLP
+from .uvu import UVUTensorProduct
 
 
 def shifted_softplus(x: torch.Tensor) -> torch.Tensor:
@@ -153,9 +154,12 @@ class InteractionBlock(torch.nn.Module):
         instructions = [(i, j, permutation[k], mode, w) for i, j, k, mode, w in instructions]
         with building_e3nn(dtype):
             self.linear_1 = o3.Linear(irreps_in, irreps_in)
-            self.tp = o3.TensorProduct(
-                irreps_in, irreps_sh, irreps_mid, instructions,
-                shared_weights=False, internal_weights=False,
+            self.tp = UVUTensorProduct(
+                o3.TensorProduct(
+                    irreps_in, irreps_sh, irreps_mid, instructions,
+                    shared_weights=False, internal_weights=False,
+                ),
+                dtype,
             )  # fmt: skip
             self.linear_2 = o3.Linear(irreps_mid.simplify(), irreps_out)
             self.sc = (
@@ -163,7 +167,7 @@ class InteractionBlock(torch.nn.Module):
                 if use_sc
                 else None
             )
-        for module in (self.linear_1, self.tp, self.linear_2, self.sc):
+        for module in (self.linear_1, self.linear_2, self.sc):
             if module is not None:
                 adopt_e3nn(module, generator)
         self.edge_mlp = ScalarMLP(
@@ -206,7 +210,8 @@ class InteractionBlock(torch.nn.Module):
         x = self.linear_1(h) * norm
         messages = self.tp(x[neighbor], sh, self.edge_mlp(radial))
         summed = torch.zeros((h.shape[0], messages.shape[1]), dtype=h.dtype, device=h.device)
-        out = self.linear_2(summed.index_add(0, center, messages))
+        summed = summed.index_add(0, center, messages)
+        out = self.linear_2(self.tp.to_e3nn_layout(summed))
         return out if self.sc is None else out + self.sc(h, node_attrs)
 
 

@@ -1,0 +1,125 @@
+r"""NequIP's per-edge "uvu" tensor product, grouped by input irrep.
+
+For every instruction p (input irrep a of multiplicity U and order :math:`l_1`, harmonic
+:math:`l_2`, output order :math:`l_3`) e3nn's ``TensorProduct`` computes
+
+.. math::
+    m^{(p)}_{zuk} = \alpha_p \, w^{(p)}_{zu} \sum_{ij} C^{l_1 l_2 l_3}_{ijk} \, x_{zui} \, Y_{zj}
+
+(z an edge, C the Wigner 3j symbols, :math:`\alpha_p` e3nn's path weight). It materialises
+the outer product :math:`x_{zui} Y_{zj}` for every pair of irreps. Here the harmonics are
+contracted with the 3j symbols first, for all paths of one input irrep at once,
+
+.. math:: T^{(a)}_{zik} = \sum_j Y_{zj} \, M^{(a)}_{j,ik}, \qquad
+          m^{(a)}_{zuk} = w_{zu\,p(k)} \sum_i x_{zui} T^{(a)}_{zik},
+
+one matrix product and one batched matrix product per input irrep. The numbers are e3nn's
+(to rounding); the result holds each path's (U, 2 l_3 + 1) block in the order of the paths,
+and :meth:`UVUTensorProduct.to_e3nn_layout` reorders (summed) messages into e3nn's irreps.
+"""
+
+from __future__ import annotations
+
+import torch
+from e3nn import o3
+
+
+class UVUTensorProduct(torch.nn.Module):
+    """The uvu tensor product of an e3nn ``TensorProduct`` (external per-edge weights).
+
+    Parameters
+    ----------
+    tp : e3nn.o3.TensorProduct
+        Built with ``shared_weights=False, internal_weights=False`` and only "uvu"
+        instructions with weights, whose second input has multiplicity 1 (the harmonics).
+        Its instructions, path weights and weight layout are taken over; it is not kept.
+    dtype : torch.dtype
+        The model dtype (of the constants).
+    """
+
+    def __init__(self, tp: o3.TensorProduct, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.weight_numel = tp.weight_numel
+        self.mid_dim = tp.irreps_out.dim
+        for ins in tp.instructions:
+            single = tp.irreps_in2[ins.i_in2].mul == 1
+            if ins.connection_mode != "uvu" or not ins.has_weight or not single:
+                raise ValueError(
+                    "UVUTensorProduct needs weighted uvu paths with a one-channel second input."
+                )
+        if [ins.i_in1 for ins in tp.instructions] != sorted(ins.i_in1 for ins in tp.instructions):
+            raise ValueError("UVUTensorProduct needs the paths ordered by their first input.")
+        sh_slices, mid_slices = tp.irreps_in2.slices(), tp.irreps_out.slices()
+        self.x_sizes = [mul * ir.dim for mul, ir in tp.irreps_in1]
+        self.weight_sizes: list[int] = []
+        # per input irrep with paths: (its index in x_sizes, U, 2 l1 + 1, output dim of each path)
+        self.groups: list[tuple[int, int, int, list[int]]] = []
+        blocks = []  # e3nn's output slice of each path, in our order
+        for a, (mul, ir) in enumerate(tp.irreps_in1):
+            paths = [ins for ins in tp.instructions if ins.i_in1 == a]
+            if not paths or mul == 0:
+                continue
+            widths = [tp.irreps_out[ins.i_out].ir.dim for ins in paths]
+            contraction = torch.zeros(tp.irreps_in2.dim, ir.dim, sum(widths), dtype=torch.float64)
+            start = 0
+            for ins, width in zip(paths, widths, strict=True):
+                l2, l3 = tp.irreps_in2[ins.i_in2].ir.l, tp.irreps_out[ins.i_out].ir.l
+                w3j = o3.wigner_3j(ir.l, l2, l3, dtype=torch.float64)  # (I, J, K)
+                block = ins.path_weight * w3j.permute(1, 0, 2)
+                contraction[sh_slices[ins.i_in2], :, start : start + width] = block
+                blocks.append(mid_slices[ins.i_out])
+                start += width
+            contraction = contraction.reshape(tp.irreps_in2.dim, -1).to(dtype)
+            self.register_buffer(f"contraction_{len(self.groups)}", contraction, persistent=False)
+            self.groups.append((a, mul, ir.dim, widths))
+            self.weight_sizes.append(mul * len(paths))
+        if sum(block.stop - block.start for block in blocks) != self.mid_dim:
+            raise ValueError("Every output irrep of the tensor product must come from one path.")
+        to_e3nn = torch.empty(self.mid_dim, dtype=torch.long)
+        ours = 0
+        for block in blocks:
+            size = block.stop - block.start
+            to_e3nn[block] = torch.arange(ours, ours + size)
+            ours += size
+        self.register_buffer("to_e3nn", to_e3nn, persistent=False)
+        self._register_load_state_dict_pre_hook(_drop_old_constants, with_module=True)
+
+    def forward(self, x: torch.Tensor, sh: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Messages of E edges in the grouped layout.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            (E, irreps_in1.dim) features of each edge's sending atom.
+        sh : torch.Tensor
+            (E, irreps_in2.dim) spherical harmonics of the edge.
+        weights : torch.Tensor
+            (E, weight_numel) per-edge path weights in e3nn's layout.
+
+        Returns
+        -------
+        torch.Tensor
+            (E, mid_dim) messages, one block per path (see :meth:`to_e3nn_layout`).
+        """
+        num_edges = x.shape[0]
+        # split (not sliced) views: their backward concatenates instead of zero-filling
+        x_groups = x.split(self.x_sizes, dim=1)
+        weight_groups = weights.split(self.weight_sizes, dim=1)
+        pieces = []
+        for group, (a, mul, dim, widths) in enumerate(self.groups):
+            basis = (sh @ getattr(self, f"contraction_{group}")).view(num_edges, dim, sum(widths))
+            products = torch.bmm(x_groups[a].unflatten(1, (mul, dim)), basis)
+            path_weights = weight_groups[group].unflatten(1, (len(widths), mul)).unbind(1)
+            for product, weight in zip(products.split(widths, dim=2), path_weights, strict=True):
+                pieces.append(product * weight.unsqueeze(-1))
+        return torch.cat([piece.flatten(1) for piece in pieces], dim=1)
+
+    def to_e3nn_layout(self, messages: torch.Tensor) -> torch.Tensor:
+        """Reorder (..., mid_dim) grouped messages into e3nn's output irreps layout."""
+        return messages[..., self.to_e3nn]
+
+
+def _drop_old_constants(module: torch.nn.Module, state_dict: dict, prefix: str, *_) -> None:
+    """Files written when this was e3nn's module may hold its constants; they are not needed."""
+    for key in [key for key in state_dict if key.startswith(prefix)]:
+        del state_dict[key]
