@@ -208,10 +208,8 @@ class InteractionBlock(torch.nn.Module):
         """
         center, neighbor = edge_index
         x = self.linear_1(h) * norm
-        messages = self.tp(x[neighbor], sh, self.edge_mlp(radial))
-        summed = torch.zeros((h.shape[0], messages.shape[1]), dtype=h.dtype, device=h.device)
-        summed = summed.index_add(0, center, messages)
-        out = self.linear_2(self.tp.to_e3nn_layout(summed))
+        summed = self.tp(x[neighbor], sh, self.edge_mlp(radial), center, h.shape[0])
+        out = self.linear_2(summed)
         return out if self.sc is None else out + self.sc(h, node_attrs)
 
 

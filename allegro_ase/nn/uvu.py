@@ -14,8 +14,8 @@ contracted with the 3j symbols first, for all paths of one input irrep at once,
           m^{(a)}_{zuk} = w_{zu\,p(k)} \sum_i x_{zui} T^{(a)}_{zik},
 
 one matrix product and one batched matrix product per input irrep. The numbers are e3nn's
-(to rounding); the result holds each path's (U, 2 l_3 + 1) block in the order of the paths,
-and :meth:`UVUTensorProduct.to_e3nn_layout` reorders (summed) messages into e3nn's irreps.
+(to rounding); each path's (U, 2 l_3 + 1) block of messages is summed onto the centre atoms
+straight into its place in e3nn's output layout.
 """
 
 from __future__ import annotations
@@ -75,17 +75,18 @@ class UVUTensorProduct(torch.nn.Module):
             self.weight_sizes.append(mul * len(paths))
         if sum(block.stop - block.start for block in blocks) != self.mid_dim:
             raise ValueError("Every output irrep of the tensor product must come from one path.")
-        to_e3nn = torch.empty(self.mid_dim, dtype=torch.long)
-        ours = 0
-        for block in blocks:
-            size = block.stop - block.start
-            to_e3nn[block] = torch.arange(ours, ours + size)
-            ours += size
-        self.register_buffer("to_e3nn", to_e3nn, persistent=False)
+        self.blocks = [(block.start, block.stop) for block in blocks]
         self._register_load_state_dict_pre_hook(_drop_old_constants, with_module=True)
 
-    def forward(self, x: torch.Tensor, sh: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Messages of E edges in the grouped layout.
+    def forward(
+        self,
+        x: torch.Tensor,
+        sh: torch.Tensor,
+        weights: torch.Tensor,
+        center: torch.Tensor,
+        num_nodes: int,
+    ) -> torch.Tensor:
+        """Messages of E edges summed onto their centre atoms.
 
         Parameters
         ----------
@@ -95,28 +96,31 @@ class UVUTensorProduct(torch.nn.Module):
             (E, irreps_in2.dim) spherical harmonics of the edge.
         weights : torch.Tensor
             (E, weight_numel) per-edge path weights in e3nn's layout.
+        center : torch.Tensor
+            (E,) int64 receiving atom of each edge.
+        num_nodes : int
+            Number of atoms N.
 
         Returns
         -------
         torch.Tensor
-            (E, mid_dim) messages, one block per path (see :meth:`to_e3nn_layout`).
+            (N, mid_dim) summed messages in the layout of e3nn's output irreps.
         """
         num_edges = x.shape[0]
+        summed = x.new_zeros((num_nodes, self.mid_dim))
         # split (not sliced) views: their backward concatenates instead of zero-filling
         x_groups = x.split(self.x_sizes, dim=1)
         weight_groups = weights.split(self.weight_sizes, dim=1)
-        pieces = []
+        blocks = iter(self.blocks)
         for group, (a, mul, dim, widths) in enumerate(self.groups):
             basis = (sh @ getattr(self, f"contraction_{group}")).view(num_edges, dim, sum(widths))
             products = torch.bmm(x_groups[a].unflatten(1, (mul, dim)), basis)
             path_weights = weight_groups[group].unflatten(1, (len(widths), mul)).unbind(1)
             for product, weight in zip(products.split(widths, dim=2), path_weights, strict=True):
-                pieces.append(product * weight.unsqueeze(-1))
-        return torch.cat([piece.flatten(1) for piece in pieces], dim=1)
-
-    def to_e3nn_layout(self, messages: torch.Tensor) -> torch.Tensor:
-        """Reorder (..., mid_dim) grouped messages into e3nn's output irreps layout."""
-        return messages[..., self.to_e3nn]
+                start, stop = next(blocks)
+                message = (product * weight.unsqueeze(-1)).flatten(1)
+                summed[:, start:stop].index_add_(0, center, message)
+        return summed
 
 
 def _drop_old_constants(module: torch.nn.Module, state_dict: dict, prefix: str, *_) -> None:
