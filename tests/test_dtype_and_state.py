@@ -55,8 +55,13 @@ def test_float64_copy_of_float32_model_has_float64_clebsch_gordan():
     from allegro_ase.models import with_dtype
 
     model = with_dtype(make_nequip_model(l_max=2, num_layers=3, model_dtype="float32"), "float64")
-    constants = {n: b for n, b in model.named_buffers() if "_w3j_" in n}
-    assert constants
-    for name, value in constants.items():
-        orders = [int(order) for order in name.rsplit("_w3j_", 1)[1].split("_")]
-        assert torch.equal(value, o3.wigner_3j(*orders, dtype=torch.float64))
+    native = make_nequip_model(l_max=2, num_layers=3, model_dtype="float64")
+    contractions = {n: b for n, b in model.named_buffers() if "contraction_" in n}
+    assert contractions  # the uvu tensor products' 3j contractions
+    for name, value in contractions.items():
+        assert value.dtype == torch.float64
+        assert torch.equal(value, native.get_buffer(name))
+    for name, value in model.named_buffers():  # e3nn's own constants, where it keeps any
+        if "_w3j_" in name:
+            orders = [int(order) for order in name.rsplit("_w3j_", 1)[1].split("_")]
+            assert torch.equal(value, o3.wigner_3j(*orders, dtype=torch.float64))
