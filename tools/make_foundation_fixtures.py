@@ -28,16 +28,17 @@ Every output file loads with ``torch.load(weights_only=True)``.
 
 import argparse
 import json
-import os
 import pickletools
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from reference_runs import deflate, run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "data" / "foundation"
@@ -322,24 +323,6 @@ def inner_r_max(model):
     while "model" in model:
         model = model["model"]
     return model.get("r_max", 6.0)
-
-
-def run(*command):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
-    print("$", " ".join(map(str, command)), flush=True)
-    subprocess.run(["nice", "-n", "19", *map(str, command)], check=True, env=env)
-
-
-def deflate(path):
-    """Rewrite a zip archive with the same members, deflate-compressed."""
-    partial = path.with_name(path.name + ".partial")
-    with (
-        zipfile.ZipFile(path) as src,
-        zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst,
-    ):
-        for info in src.infolist():
-            dst.writestr(info.filename, src.read(info))
-    os.replace(partial, path)
 
 
 def train_and_package(

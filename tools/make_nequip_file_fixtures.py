@@ -21,12 +21,9 @@ model (float32) it
    ``reference_outputs.pt`` (loads with ``torch.load(weights_only=True)``).
 """
 
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +37,7 @@ from ase.io import write
 sys.path.insert(0, str(Path(__file__).parent))
 from make_reference_fixtures import structures  # noqa: E402  (sets the reference's global state)
 from nequip.integrations.ase import NequIPCalculator  # noqa: E402
+from reference_runs import deflate, run  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "nequip_files"
 BIN = Path(sys.executable).parent
@@ -122,24 +120,6 @@ def training_config(model, data_file, out_dir):
             "model": model,
         },
     }  # fmt: skip
-
-
-def run(*command):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
-    print("$", " ".join(map(str, command)), flush=True)
-    subprocess.run(["nice", "-n", "19", *map(str, command)], check=True, env=env)
-
-
-def deflate(path):
-    """Rewrite a zip archive with the same members, deflate-compressed."""
-    partial = path.with_name(path.name + ".partial")
-    with (
-        zipfile.ZipFile(path) as src,
-        zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst,
-    ):
-        for info in src.infolist():
-            dst.writestr(info.filename, src.read(info))
-    os.replace(partial, path)
 
 
 def save_torchscript(ckpt, path):
