@@ -233,29 +233,27 @@ def models_verify(args: argparse.Namespace) -> int:
 
 def _verify_one(entry: ModelEntry) -> bool:
     """Print the verification status of one model; False if its file is missing or differs."""
-    if not entry.shipped and not zoo.local_path(entry).is_file():
-        print(f"{entry.name}: not cached (skipped)")
-        return True
-    try:
-        path = zoo.verify(entry)
-    except ZooError as error:
-        print(f"{entry.name}: FAILED: {error}")
-        return False
-    print(f"{entry.name}: ok ({path})")
-    return True
+    cached = entry.shipped or zoo.local_path(entry).is_file()
+    return _print_verification(entry.name, cached, lambda: zoo.verify(entry))
 
 
 def _verify_nequip_net(model_id: str) -> bool:
     """Print the verification status of a nequip.net model; False if its cached file differs."""
-    if not hub.cached_path(model_id).is_file():
-        print(f"{model_id}: not cached (skipped)")
+    cached = hub.cached_path(model_id).is_file()
+    return _print_verification(model_id, cached, lambda: hub.verify_cached(model_id))
+
+
+def _print_verification(label: str, cached: bool, verify) -> bool:
+    """Print ``label: ok (path)``, ``not cached (skipped)`` or ``FAILED: why``; False on failure."""
+    if not cached:
+        print(f"{label}: not cached (skipped)")
         return True
     try:
-        path = hub.verify_cached(model_id)
+        path = verify()
     except ZooError as error:
-        print(f"{model_id}: FAILED: {error}")
+        print(f"{label}: FAILED: {error}")
         return False
-    print(f"{model_id}: ok ({path})")
+    print(f"{label}: ok ({path})")
     return True
 
 
