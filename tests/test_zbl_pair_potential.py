@@ -105,3 +105,86 @@ def test_pair_potential_settings_are_checked():
         pair_potential={"chemical_species": ["Cu", "Au", "H"]},
     )  # fmt: skip
     assert model.pair_potential.atomic_numbers.tolist() == [29, 79, 1]
+
+
+# --- the ZBL term's own cutoff (pair_potential r_max) ---
+
+
+@pytest.mark.parametrize("r", [0.3, 0.8, 1.5, 1.99])
+def test_own_cutoff_replaces_a_longer_edge_type_cutoff(r):
+    """With r_max = 2 Å and a 4 Å edge cutoff the envelope is u(r / 2 Å)."""
+    zbl = ZBL(["Cu", "Au"], "metal", 6.0, torch.float64, r_max=2.0)
+    length = torch.tensor([r, r], dtype=torch.float64)
+    edge_types = torch.tensor([[0, 1], [1, 0]])
+    energies = zbl(length, length / 4.0, edge_types, torch.tensor([0, 1]), 2)
+    assert energies.sum().item() == pytest.approx(zbl_dimer_energy(29, 79, r, 2.0), rel=1e-13)
+
+
+def test_shorter_edge_type_cutoff_still_wins():
+    """r_max = 3 Å but the edge type ends at 1.5 Å: the envelope is u(r / 1.5 Å)."""
+    zbl = ZBL(["Cu"], "metal", 6.0, torch.float64, r_max=3.0)
+    length = torch.tensor([1.2], dtype=torch.float64)
+    energy = zbl(length, length / 1.5, torch.tensor([[0], [0]]), torch.tensor([0]), 1)
+    assert energy.item() == pytest.approx(zbl_dimer_energy(29, 29, 1.2, 1.5) / 2, rel=1e-13)
+
+
+def test_own_cutoff_leaves_longer_pairs_untouched():
+    """Every distance beyond r_max: the model with ZBL gives the energy of the model without."""
+    plain = make_model()
+    with_zbl = make_model(pair_potential={"kind": "zbl", "r_max": 1.8})
+    atoms = Atoms("CuAuH", positions=[[0, 0, 0], [0, 0, 1.85], [1.9, 0, 0.4]])
+    results = []
+    for model in (plain, with_zbl):
+        atoms.calc = AllegroCalculator(model, device="cpu")
+        results.append((atoms.get_potential_energy(), atoms.get_forces()))
+    assert results[0][0] == pytest.approx(results[1][0], abs=F64_ATOL)
+    np.testing.assert_allclose(results[0][1], results[1][1], atol=F64_ATOL)
+    atoms.positions[1, 2] = 1.5  # now inside: the term is there
+    energies = []
+    for model in (plain, with_zbl):
+        atoms.calc = AllegroCalculator(model, device="cpu")
+        energies.append(atoms.get_potential_energy())
+    assert energies[1] - energies[0] > 1.0
+
+
+@pytest.mark.parametrize("builder", [make_model, make_nequip_model], ids=["allegro", "nequip"])
+def test_force_is_continuous_through_the_own_cutoff(builder):
+    """Force on a Cu-Au pair as it crosses r_max = 2 Å: equal to the plain model's at and beyond."""
+    pair = {"kind": "zbl", "r_max": 2.0}
+    with_zbl = AllegroCalculator(builder(pair_potential=pair), device="cpu")
+    plain = AllegroCalculator(builder(), device="cpu")
+    differences = []
+    for r in (1.9, 1.999, 2.0, 2.001):
+        forces = []
+        for calc in (with_zbl, plain):
+            atoms = Atoms("CuAu", positions=[[0, 0, 0], [0, 0, r]])
+            atoms.calc = calc
+            forces.append(atoms.get_forces()[1, 2])
+        differences.append(abs(forces[0] - forces[1]))
+    assert differences[0] > 1e-3  # the term acts inside
+    assert differences[1] < 1e-3 * differences[0]  # fades out: u'(x) ~ (1 - x)^2 at p = 6
+    assert max(differences[2:]) < F64_ATOL
+
+
+def test_own_cutoff_saves_and_loads(tmp_path):
+    model = make_model(pair_potential={"kind": "zbl", "r_max": 2})
+    assert model.config.pair_potential["r_max"] == 2.0
+    save_model(model, tmp_path / "zbl.pt")
+    loaded = load_model(tmp_path / "zbl.pt")
+    assert loaded.config.pair_potential == model.config.pair_potential
+    assert loaded.pair_potential.r_max == 2.0
+
+
+def test_default_cutoff_is_the_edge_type_cutoff():
+    """Without r_max the setting and the numbers are those of the reference framework."""
+    model = make_model(pair_potential="zbl")
+    assert model.config.pair_potential["r_max"] is None and model.pair_potential.r_max is None
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [(-1.0, "must be positive"), (0, "must be positive"), ("2 Å", "a cutoff in Å or None")],
+)
+def test_own_cutoff_setting_is_checked(value, message):
+    with pytest.raises(ValueError, match=message):
+        make_model(pair_potential={"kind": "zbl", "r_max": value})

@@ -29,6 +29,7 @@ class EnergyModel(torch.nn.Module):
                 pair["units"],
                 pair["polynomial_cutoff_p"],
                 config.dtype,
+                pair["r_max"],
             )
             if pair
             else None

@@ -48,8 +48,10 @@ def pair_potential_config(
     """Normalise a ``pair_potential`` setting: None, ``"zbl"`` or a ZBL dictionary.
 
     The dictionary form is ``{"kind": "zbl", "units": "metal", "chemical_species": None,
-    "polynomial_cutoff_p": 6.0}`` (these are the defaults); ``chemical_species`` (one chemical
-    symbol per type name) may be left out when the type names are chemical symbols.
+    "polynomial_cutoff_p": 6.0, "r_max": None}`` (these are the defaults); ``chemical_species``
+    (one chemical symbol per type name) may be left out when the type names are chemical
+    symbols. ``r_max`` (Å) cuts the term off at the shorter of it and the edge-type cutoff; None
+    keeps the edge-type cutoff, as in the reference framework.
     """
     if value is None:
         return None
@@ -62,6 +64,7 @@ def pair_potential_config(
         "units": "metal",
         "chemical_species": None,
         "polynomial_cutoff_p": 6.0,
+        "r_max": None,
     }
     unknown = sorted(set(value) - set(defaults))
     if unknown:
@@ -84,6 +87,14 @@ def pair_potential_config(
     species_atomic_numbers(species if species is not None else type_names)
     out["chemical_species"] = species
     out["polynomial_cutoff_p"] = float(out["polynomial_cutoff_p"])
+    if out["r_max"] is not None:
+        if isinstance(out["r_max"], bool) or not isinstance(out["r_max"], (int, float)):
+            raise ValueError(
+                f"pair_potential r_max must be a cutoff in Å or None, got {out['r_max']!r}."
+            )
+        out["r_max"] = float(out["r_max"])
+        if not out["r_max"] > 0:
+            raise ValueError(f"pair_potential r_max must be positive (Å), got {out['r_max']}.")
     return out
 
 
@@ -201,8 +212,9 @@ class AllegroConfig(ModelConfig):
         Whether training may change them.
     pair_potential : str, dict or None
         ``"zbl"`` adds the ZBL nuclear repulsion (:class:`~allegro_ase.nn.pair_potential.ZBL`)
-        to the per-atom energies; a dict sets its ``units``, ``chemical_species`` and
-        ``polynomial_cutoff_p``. None: no pair term.
+        to the per-atom energies; a dict sets its ``units``, ``chemical_species``,
+        ``polynomial_cutoff_p`` and ``r_max`` (its own, shorter cutoff in Å; default None,
+        the edge-type cutoff). None: no pair term.
     model_dtype : str
         ``"float32"`` or ``"float64"``.
     seed : int

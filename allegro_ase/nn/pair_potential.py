@@ -9,8 +9,14 @@ r"""Ziegler-Biersack-Littmark (ZBL) screened nuclear repulsion, as a per-atom en
 
 (the universal screening function, as in LAMMPS ``pair_style zbl``), with
 :math:`k_e = e^2 / 4\pi\varepsilon_0` = 14.399645 eV Å (``metal`` units) or 332.06371 kcal/mol Å
-(``real``), and the polynomial envelope u of the cutoff :math:`r_c` of the edge's type pair.
+(``real``), and the polynomial envelope u of the cutoff :math:`r_c`: by default the cutoff of
+the edge's type pair, as in the reference framework; with ``r_max`` given, the shorter of the two.
 Half of :math:`E_{ij}` goes to atom i and half to atom j (each directed edge carries half).
+
+With the edge-type cutoff (several Å) the term is still eV-sized per pair at the
+nearest-neighbour distances of metals (Cu-Cu 1.3 eV at 2.5 Å for r_c = 6 Å), which the network
+must then cancel; a short ``r_max`` (say 2 Å, below the distances in the training data) confines
+it to close contact, where it dominates.
 
 It is the reference framework's ``nequip.nn.pair_potential.ZBL`` term, added to the per-atom
 energies after the per-type scale and shift, computed in float64 but for the envelope, which
@@ -60,6 +66,9 @@ class ZBL(torch.nn.Module):
         the radial basis' exponent).
     dtype : torch.dtype
         The model dtype (see the module docstring for what is rounded to it).
+    r_max : float or None
+        Cutoff of the term (Å): the envelope uses the shorter of it and the edge-type cutoff.
+        None (default): the edge-type cutoff alone, as in the reference framework.
     """
 
     def __init__(
@@ -68,8 +77,12 @@ class ZBL(torch.nn.Module):
         units: str = "metal",
         polynomial_cutoff_p: float = 6.0,
         dtype: torch.dtype = torch.float64,
+        r_max: float | None = None,
     ):
         super().__init__()
+        if r_max is not None and not float(r_max) > 0:
+            raise ValueError(f"The ZBL cutoff r_max must be positive (Å) or None, got {r_max}.")
+        self.r_max = None if r_max is None else float(r_max)
         if units not in COULOMB_CONSTANT:
             raise ValueError(
                 f"ZBL units must be one of {list(COULOMB_CONSTANT)} (LAMMPS units), got {units!r}."
@@ -99,7 +112,8 @@ class ZBL(torch.nn.Module):
         length : torch.Tensor
             (E,) float64 edge lengths r_ij, Å.
         x : torch.Tensor
-            (E,) float64 normalised lengths r_ij / r_c(T_i, T_j).
+            (E,) float64 normalised lengths r_ij / r_c(T_i, T_j); with ``r_max`` set, the
+            envelope takes the larger of this and r_ij / r_max.
         edge_types : torch.Tensor
             (2, E) int64 types of centre and neighbour.
         center : torch.Tensor
@@ -116,6 +130,8 @@ class ZBL(torch.nn.Module):
         z_product = self.atomic_numbers[edge_types[0]] * self.atomic_numbers[edge_types[1]]
         screening_x = z_sum * length / _SCREENING_LENGTH
         phi = sum(c * torch.exp(d * screening_x) for c, d in _SCREENING)
+        if self.r_max is not None:  # the shorter cutoff: the larger normalised length
+            x = torch.maximum(x, length / self.r_max)
         envelope = self.cutoff(x).to(self.model_dtype).to(torch.float64)
         edge_energy = self.half_coulomb * (z_product.to(torch.float64) / length) * phi * envelope
         energy = torch.zeros(num_atoms, dtype=torch.float64, device=length.device)
