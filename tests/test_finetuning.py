@@ -291,3 +291,31 @@ def test_data_with_an_element_the_model_lacks_is_refused(foundation, tmp_path):
     )
     with pytest.raises(ValueError, match=r"contains \['Am'\], which the initial model"):
         prepare(config, frames)
+
+
+def test_adding_a_zbl_term_keeps_every_weight_and_adds_only_the_repulsion(
+    dataset, foundation, tmp_path
+):
+    """``pair_potential`` is allowed with init: no new weights; beyond its r_max nothing changes."""
+    pair = {"kind": "zbl", "r_max": 2.0}
+    trainer = Trainer(
+        config_for(dataset, tmp_path, {"model": str(foundation)}, model={"pair_potential": pair}),
+        progress=False,
+    )
+    initial = load_model(foundation)
+    assert initial.config.pair_potential is None
+    assert trainer.model.config.pair_potential["r_max"] == 2.0
+    assert trainer.model.config.replace(pair_potential=None) == initial.config
+    for name, value in initial.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[name], value), name
+    species = SpeciesMap(initial.type_names)
+    frame = read_hdf5(dataset)[0]  # fcc Cu/Au cell (nn 2.6 Å, rattled): no pair within 2 Å
+    energies = []
+    for model in (initial, trainer.model):
+        graph = join([frame_to_graph(frame, species, initial.r_max)])
+        energies.append(predict(model.double(), graph, create_graph=False).energy.item())
+    assert energies[1] == pytest.approx(energies[0], abs=1e-10)
+    frame.positions[1] = frame.positions[0] + [0.0, 0.0, 1.2]  # a close pair: ZBL acts
+    graph = join([frame_to_graph(frame, species, initial.r_max)])
+    close = [predict(m, graph, create_graph=False).energy.item() for m in (initial, trainer.model)]
+    assert close[1] - close[0] > 10.0

@@ -52,7 +52,9 @@ Fine-tuning: an ``init`` section starts from a trained model's weights instead o
 With ``init`` the ``model`` section may hold only settings that keep the pretrained function:
 ``model_dtype``, ``per_type_energy_shifts`` (a value for all types, or a mapping for some;
 not together with ``fit_shifts``) and ``per_type_energy_shifts_trainable`` /
-``per_type_energy_scales_trainable``; any other key must equal the initial model's value.
+``per_type_energy_scales_trainable``, and ``pair_potential``, which adds no weights (e.g.
+``{kind: zbl, r_max: 2.0}``: ZBL repulsion at close contact, which the network then learns
+around); any other key must equal the initial model's value.
 ``architecture`` may be left out (it is the initial model's). Trainable energy scales of
 the initial model keep training unless frozen (``freeze: [scale_shift]``).
 """

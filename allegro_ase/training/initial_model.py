@@ -5,7 +5,7 @@ Data flow (called by :func:`allegro_ase.training.prepare` and the :class:`Traine
 1. :func:`load_initial_model` reads ``init.model`` (zoo name, our ``.pt``, reference ``.ckpt`` /
    ``.nequip.zip`` or a nequip.net id) into a native model;
 2. :func:`fine_tuning_config` takes its config and applies the few ``model`` settings that keep
-   the pretrained function, refusing architecture changes;
+   the pretrained function or add a parameter-free term to it, refusing architecture changes;
 3. :func:`check_elements` makes sure the data's elements are among its type names;
 4. :func:`refit_shifts` (``init.fit_shifts``) corrects the per-type energy shifts of the
    elements in the training split by least squares;
@@ -40,6 +40,10 @@ KEEPS_FUNCTION = (
     "per_type_energy_shifts_trainable",
     "per_type_energy_scales_trainable",
 )
+# model settings that change the function but add no weights: the initial weights load as they
+# are and the fine-tuning trains the network around the new term (ZBL repulsion, its cutoff)
+PARAMETER_FREE = ("pair_potential",)
+ALLOWED = KEEPS_FUNCTION + PARAMETER_FREE
 
 
 def load_initial_model(source: str) -> torch.nn.Module:
@@ -100,8 +104,8 @@ def fine_tuning_config(
     initial : torch.nn.Module
         The initial model.
     model_section : mapping
-        The training config's ``model`` section: only :data:`KEEPS_FUNCTION` keys, or keys
-        equal to the initial model's values.
+        The training config's ``model`` section: only :data:`KEEPS_FUNCTION` and
+        :data:`PARAMETER_FREE` keys, or keys equal to the initial model's values.
     fit_shifts : bool
         Whether the shifts will be refitted (then the section may not set them).
 
@@ -117,13 +121,13 @@ def fine_tuning_config(
     if unknown:
         raise ValueError(
             f"Unknown model keys {unknown} for the initial model ({type(initial).__name__}). "
-            f"With init, the model section may set {list(KEEPS_FUNCTION)}; other keys of the "
+            f"With init, the model section may set {list(ALLOWED)}; other keys of the "
             "architecture must equal the initial model's values."
         )
     changed = {
         key: value
         for key, value in model_section.items()
-        if key not in KEEPS_FUNCTION and _normalised(initial.config, key, value) != config[key]
+        if key not in ALLOWED and _normalised(initial.config, key, value) != config[key]
     }
     if changed:
         details = ", ".join(
@@ -132,9 +136,9 @@ def fine_tuning_config(
         raise ValueError(
             f"With init, the architecture and statistics are the initial model's; the model "
             f"section would change them: {details}. Remove these keys; the model section may "
-            f"only set {list(KEEPS_FUNCTION)}."
+            f"only set {list(ALLOWED)}."
         )
-    overrides = {key: value for key, value in model_section.items() if key in KEEPS_FUNCTION}
+    overrides = {key: value for key, value in model_section.items() if key in ALLOWED}
     if "per_type_energy_shifts" in overrides:
         if fit_shifts:
             raise ValueError(
