@@ -18,13 +18,13 @@ linked from ``docs/README.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -39,9 +39,10 @@ MAX_SKIPPED_FRACTION = 0.3
 BASH_TIMEOUT_S = 120
 
 sys.path.insert(0, str(ROOT / "tools"))
+import config_reference  # noqa: E402  (tools/config_reference.py)
 
 
-@dataclass
+@dataclasses.dataclass
 class Block:
     """A fenced code block: its language tag, first line number, code and doc-test skip reason."""
 
@@ -67,9 +68,7 @@ def code_blocks(text: str) -> list[Block]:
             k += 1
             continue
         indent, ticks, language = fence.group(1), fence.group(2), fence.group(3).strip()
-        end = next(
-            (m for m in range(k + 1, len(lines)) if lines[m].strip() == ticks), None
-        )
+        end = next((m for m in range(k + 1, len(lines)) if lines[m].strip() == ticks), None)
         if end is None:
             raise ValueError(f"line {k + 1}: the code fence is not closed")
         skip, above = None, k - 1
@@ -185,8 +184,6 @@ def test_yaml_training_configs_in_the_docs_are_valid():
 
 
 def test_config_reference_page_is_rendered_from_the_config_classes():
-    import config_reference
-
     page = ROOT / "docs" / "config_reference.md"
     assert page.read_text() == config_reference.render(), (
         "docs/config_reference.md is out of date: run python tools/config_reference.py --write"
@@ -194,9 +191,6 @@ def test_config_reference_page_is_rendered_from_the_config_classes():
 
 
 def test_config_reference_covers_every_field_and_nothing_else():
-    import dataclasses
-
-    import config_reference
     from allegro_ase.training import config as training_config
 
     keys = {f.name for f in dataclasses.fields(training_config.TrainConfig)}
@@ -211,7 +205,6 @@ def test_config_reference_covers_every_field_and_nothing_else():
 
 
 def test_config_reference_reads_defaults_from_the_dataclasses():
-    import config_reference
     from allegro_ase.models import AllegroConfig
 
     rendered = config_reference.render()
