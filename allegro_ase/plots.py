@@ -69,7 +69,7 @@ def neb_band(bands: Mapping[str, Sequence[Atoms]], path: str | os.PathLike) -> P
     bands
         Label -> the band's images (initial state first), each with a calculator that holds its
         energy and forces (as after an NEB run). The curve through the images is ASE's cubic
-        fit with the end slopes from the forces (``ase.mep.NEBTools``).
+        fit with the slopes from the forces (``ase.utils.forcecurve.fit_images``).
     path
         File to write.
 
@@ -79,12 +79,12 @@ def neb_band(bands: Mapping[str, Sequence[Atoms]], path: str | os.PathLike) -> P
         ``path``. Axes: reaction coordinate (Å) and energy relative to the initial state (eV);
         the legend gives each band's barrier, max(E) - E[0].
     """
-    from ase.mep import NEBTools
+    from ase.utils.forcecurve import fit_images
 
     fig, axes = _figure()
     ax = axes[0, 0]
     for label, images in bands.items():
-        fit = NEBTools(list(images)).get_fit()
+        fit = fit_images(list(images))
         (line,) = ax.plot(
             fit.fit_path, fit.fit_energies, label=f"{label}: {max(fit.energies):.3f} eV"
         )
