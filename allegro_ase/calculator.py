@@ -4,19 +4,34 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
+import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from .conversion import SpeciesMap, atoms_to_graph, check_distances, stress_available
+from . import memory
+from .batch import GraphBatch, join_graphs
+from .conversion import (
+    SpeciesMap,
+    atoms_to_graph,
+    check_distances,
+    check_geometry,
+    stress_available,
+)
+from .graph import AtomicGraph
 from .io import load_model
 from .models import with_dtype
 from .neighbors import NEIGHBOR_LIST_BACKENDS
-from .outputs import compute_outputs
+from .outputs import Outputs, chunked_edge_outputs, edge_outputs
 from .zoo import resolve
+
+# below this many edges per call memory is not checked (a few hundred MB even for the largest
+# published models), so small systems never pay for measuring the model
+MEMORY_CHECK_EDGES = 20_000
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -91,6 +106,15 @@ class AllegroCalculator(Calculator):
     min_distance : float
         Atoms closer than this (Å) raise ``InputError`` naming the pair (default 0.1; 0 turns
         the check off). The ZBL term, where a model has one, is defined down to it.
+    num_threads : int or None
+        Torch intra-op threads during this calculator's calls (the previous setting is
+        restored after each call); None leaves torch's setting alone. On a shared or busy
+        machine 1 is often fastest.
+    memory_limit : float or None
+        Memory (GiB) one call may use; None: what the device reports free. A structure whose
+        estimated need exceeds it is evaluated in blocks of centre atoms when the model is
+        strictly local (Allegro; results are exact), and otherwise refused with
+        :class:`~allegro_ase.memory.InsufficientMemoryError` before anything is allocated.
     **kwargs
         Passed to :class:`ase.calculators.calculator.Calculator` (e.g. ``label``).
 
@@ -98,6 +122,8 @@ class AllegroCalculator(Calculator):
     -----
     To share one model among several calculators (NEB images), use ``copy.copy(calc)``:
     the copy has its own state and results but shares the model weights.
+    :meth:`calculate_batch` evaluates many structures in one model call;
+    :mod:`allegro_ase.images` uses it for NEB and for relaxing many structures.
     """
 
     implemented_properties = ("energy", "free_energy", "energies", "forces", "stress", "stresses")
@@ -110,10 +136,16 @@ class AllegroCalculator(Calculator):
         neighbor_list: str = "matscipy",
         species_to_type_name: Mapping[str, str] | None = None,
         min_distance: float = 0.1,
+        num_threads: int | None = None,
+        memory_limit: float | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_model(model)
+        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+            raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}.")
+        if memory_limit is not None and not memory_limit > 0:
+            raise ValueError(f"memory_limit must be a positive number of GiB, got {memory_limit!r}.")
         if neighbor_list not in NEIGHBOR_LIST_BACKENDS:
             raise ValueError(
                 f"neighbor_list={neighbor_list!r} is unknown; choose one of {NEIGHBOR_LIST_BACKENDS}."
@@ -127,6 +159,9 @@ class AllegroCalculator(Calculator):
         self.model = model.to(self.device)
         self.neighbor_list = neighbor_list
         self.min_distance = float(min_distance)
+        self.num_threads = num_threads
+        self.memory_limit = None if memory_limit is None else float(memory_limit) * memory.GIB
+        self._call_memory: dict[str, memory.CallMemory] = {}  # measured once, shared by copies
         self.species_map = SpeciesMap(self.model.type_names, species_to_type_name)
         self.cutoff_matrix = self.model.cutoff_matrix.detach().cpu()
         self.parameters.update(
@@ -256,30 +291,192 @@ class AllegroCalculator(Calculator):
         are derivatives, so autograd is switched on here, locally.
         """
         super().calculate(atoms, properties, system_changes)
-        with torch.inference_mode(False), torch.enable_grad():
-            self._calculate(self.atoms, properties)
+        with self._torch_settings():
+            (self.results,) = self._evaluate([self.atoms], properties)
 
-    def _calculate(self, atoms: Atoms, properties) -> None:
-        periodic_volume = stress_available(atoms, properties)
-        graph = atoms_to_graph(
-            atoms, self.species_map, self.model.r_max, self.cutoff_matrix, self.neighbor_list
-        )
+    def calculate_batch(
+        self, images: Sequence[Atoms], properties: Sequence[str] = ("energy", "forces")
+    ) -> list[dict]:
+        """Results of many structures, evaluated together in as few model calls as fit.
+
+        Parameters
+        ----------
+        images : sequence of ase.Atoms
+            Structures of any sizes, cells and pbc; they are only read.
+        properties : sequence of str
+            Used as in :meth:`calculate` to decide whether stress is required (an error for a
+            structure without a periodic volume); every available property is returned.
+
+        Returns
+        -------
+        list of dict
+            One ``results`` dictionary per structure, the same keys and values (to rounding)
+            as a :meth:`calculate` of that structure alone.
+        """
+        images = list(images)
+        for atoms in images:
+            if not isinstance(atoms, Atoms):
+                raise TypeError(f"calculate_batch takes ase.Atoms objects, got {type(atoms)}.")
+        if not images:
+            return []
+        with self._torch_settings():
+            return self._evaluate(images, properties)
+
+    @contextmanager
+    def _torch_settings(self) -> Iterator[None]:
+        """Autograd on (also inside no_grad/inference_mode) and ``num_threads``, restored after."""
+        previous_threads = torch.get_num_threads()
+        if self.num_threads is not None:
+            torch.set_num_threads(self.num_threads)
+        try:
+            with torch.inference_mode(False), torch.enable_grad():
+                yield
+        finally:
+            if self.num_threads is not None:
+                torch.set_num_threads(previous_threads)
+
+    def _evaluate(self, images: list[Atoms], properties) -> list[dict]:
+        """Run atoms -> graphs -> model (batched within the memory budget) -> results dicts."""
+        periodic_volume = [stress_available(atoms, properties) for atoms in images]
+        graphs = [self._graph(atoms) for atoms in images]
+        results: list[dict] = []
+        for group in self._groups(graphs):
+            batch = join_graphs([graphs[k].to(self.device) for k in group])
+            outputs = self._run_model(batch)
+            for k, pieces in zip(group, self._to_numpy(outputs, batch), strict=True):
+                results.append(self._results(images[k], *pieces, periodic_volume[k]))
+        return results
+
+    def _graph(self, atoms: Atoms) -> AtomicGraph:
+        """Check memory for the neighbour list, build it and check the distances."""
+        self._check_neighbor_list_memory(atoms)
+        try:
+            graph = atoms_to_graph(
+                atoms, self.species_map, self.model.r_max, self.cutoff_matrix, self.neighbor_list
+            )
+        except MemoryError as error:
+            raise memory.InsufficientMemoryError(
+                f"The neighbour list of {len(atoms)} atoms (r_max {self.model.r_max} Å) ran out "
+                "of memory. Split the system, or use fewer atoms."
+            ) from error
         check_distances(graph, self.min_distance, atoms)
-        outputs = compute_outputs(self.model, graph.to(self.device))
-        n = len(atoms)
+        return graph
+
+    def _budget(self) -> float:
+        """Bytes one call may use: ``memory_limit`` or what the device has free."""
+        if self.memory_limit is not None:
+            return self.memory_limit
+        return memory.available_bytes(self.device)
+
+    def _call_memory_model(self) -> memory.CallMemory:
+        key = f"{self.device}"
+        if key not in self._call_memory:
+            self._call_memory[key] = memory.measure_call_memory(self.model, self.device)
+        return self._call_memory[key]
+
+    def _check_neighbor_list_memory(self, atoms: Atoms) -> None:
+        """Refuse, before searching, a periodic structure whose edges cannot fit."""
+        check_geometry(atoms)  # a valid cell first: its volume is used here
+        if not atoms.pbc.all():
+            return
+        num_atoms, r_max = len(atoms), self.model.r_max
+        edges = memory.estimated_num_edges(num_atoms, abs(atoms.cell.volume), r_max)
+        if edges < MEMORY_CHECK_EDGES and self.memory_limit is None:
+            return
+        budget = self._budget()
+        needed = edges * memory.NEIGHBOR_LIST_BYTES_PER_EDGE
+        what = "The neighbour list"
+        if not self.model.strictly_local:
+            needed += self._call_memory_model().peak_bytes(num_atoms, int(edges))
+            what = "The neighbour list and model call"
+        if needed > budget:
+            raise memory.InsufficientMemoryError(
+                memory.too_large_message(
+                    what, num_atoms, edges, needed, budget, self.model.strictly_local
+                )
+            )
+
+    def _groups(self, graphs: list[AtomicGraph]) -> list[list[int]]:
+        """Consecutive structures joined into batches whose estimated peak fits the budget."""
+        total_edges = sum(graph.num_edges for graph in graphs)
+        if total_edges < MEMORY_CHECK_EDGES and self.memory_limit is None:
+            return [list(range(len(graphs)))]
+        budget, call_memory = self._budget(), self._call_memory_model()
+        groups: list[list[int]] = [[]]
+        atoms = edges = 0
+        for k, graph in enumerate(graphs):
+            atoms, edges = atoms + graph.num_atoms, edges + graph.num_edges
+            if groups[-1] and call_memory.peak_bytes(atoms, edges) > budget:
+                groups.append([])
+                atoms, edges = graph.num_atoms, graph.num_edges
+            groups[-1].append(k)
+        return groups
+
+    def _run_model(self, batch: GraphBatch) -> Outputs:
+        """One pass over the batch, or blocks of centre atoms when that would not fit."""
+        num_atoms, num_edges = batch.atom_types.shape[0], batch.edge_vec.shape[0]
+        max_edges = None
+        if num_edges >= MEMORY_CHECK_EDGES or self.memory_limit is not None:
+            budget, call_memory = self._budget(), self._call_memory_model()
+            needed = call_memory.peak_bytes(num_atoms, num_edges)
+            if needed > budget:
+                if not self.model.strictly_local:
+                    raise memory.InsufficientMemoryError(
+                        memory.too_large_message(
+                            "A model call", num_atoms, num_edges, needed, budget, False
+                        )
+                    )
+                max_edges = call_memory.max_edges(num_atoms, budget)
+        try:
+            if max_edges is None:
+                return edge_outputs(self.model, batch.edge_vec, batch.edge_index, batch.atom_types)
+            return chunked_edge_outputs(
+                self.model, batch.edge_vec, batch.edge_index, batch.atom_types, max_edges
+            )
+        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as error:
+            if isinstance(error, RuntimeError) and "allocate" not in str(error):
+                raise
+            raise memory.InsufficientMemoryError(
+                f"The model call of {num_atoms} atoms and {num_edges} edges ran out of memory "
+                f"on {self.device} ({error.__class__.__name__}). Set memory_limit= (GiB) below "
+                "what the device really has so that the calculator splits the work, use "
+                "float32, or fewer atoms."
+            ) from error
+
+    @staticmethod
+    def _to_numpy(outputs: Outputs, batch: GraphBatch) -> Iterator[tuple[np.ndarray, ...]]:
+        """Per structure: (N,) energies, (N, 3) forces, (N, 3, 3) atom virials, float64."""
+        n = outputs.energies.shape[0]
         packed = torch.cat(
             [
                 outputs.energies.detach().reshape(-1),
                 outputs.forces.detach().reshape(-1),
-                outputs.virial.detach().reshape(-1),
                 outputs.atom_virials.detach().reshape(-1),
             ]
         )
         packed = packed.to("cpu", torch.float64).numpy()  # the one device-to-host copy
-        energies, forces = packed[:n], packed[n : 4 * n].reshape(n, 3)
-        virial, atom_virials = packed[4 * n : 4 * n + 9], packed[4 * n + 9 :]
+        energies = packed[:n]
+        forces = packed[n : 4 * n].reshape(n, 3)
+        atom_virials = packed[4 * n :].reshape(n, 3, 3)
+        bounds = np.cumsum(batch.num_atoms)[:-1]
+        return zip(
+            np.split(energies, bounds),
+            np.split(forces, bounds),
+            np.split(atom_virials, bounds),
+            strict=True,
+        )
+
+    @staticmethod
+    def _results(
+        atoms: Atoms,
+        energies: np.ndarray,
+        forces: np.ndarray,
+        atom_virials: np.ndarray,
+        periodic_volume: bool,
+    ) -> dict:
+        """ASE results of one structure from its per-atom outputs."""
         energy = float(energies.sum())
-        self.results = {
+        results = {
             "energy": energy,
             "free_energy": energy,
             "energies": energies,
@@ -287,7 +484,6 @@ class AllegroCalculator(Calculator):
         }
         if periodic_volume:
             volume = abs(atoms.cell.volume)
-            self.results["stress"] = full_3x3_to_voigt_6_stress(-virial.reshape(3, 3) / volume)
-            self.results["stresses"] = full_3x3_to_voigt_6_stress(
-                -atom_virials.reshape(n, 3, 3) / volume
-            )
+            results["stress"] = full_3x3_to_voigt_6_stress(-atom_virials.sum(0) / volume)
+            results["stresses"] = full_3x3_to_voigt_6_stress(-atom_virials / volume)
+        return results

@@ -49,7 +49,10 @@ class Outputs:
 
 
 def compute_outputs(
-    model: torch.nn.Module, graph: AtomicGraph, create_graph: bool = False
+    model: torch.nn.Module,
+    graph: AtomicGraph,
+    create_graph: bool = False,
+    max_edges: int | None = None,
 ) -> Outputs:
     """Evaluate ``model`` on ``graph`` and differentiate its energy once.
 
@@ -61,6 +64,9 @@ def compute_outputs(
         The structure, on the model's device.
     create_graph : bool
         Keep the graph of the derivatives (training on forces or stress).
+    max_edges : int or None
+        Evaluate in blocks of centre atoms with at most this many edges each
+        (:func:`chunked_edge_outputs`); None evaluates all edges at once.
 
     Returns
     -------
@@ -68,21 +74,100 @@ def compute_outputs(
         Energy, per-atom energies, forces, virial and per-atom virials.
     """
     edge_vec = edge_vectors(graph.pos, graph.cell, graph.edge_index, graph.cell_shifts)
+    if max_edges is not None and graph.num_edges > max_edges:
+        return chunked_edge_outputs(model, edge_vec, graph.edge_index, graph.atom_types, max_edges)
+    return edge_outputs(model, edge_vec, graph.edge_index, graph.atom_types, create_graph)
+
+
+def edge_outputs(
+    model: torch.nn.Module,
+    edge_vec: torch.Tensor,
+    edge_index: torch.Tensor,
+    atom_types: torch.Tensor,
+    create_graph: bool = False,
+) -> Outputs:
+    """:func:`compute_outputs` from edge vectors: one forward and one backward pass.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The energy model.
+    edge_vec : torch.Tensor
+        (E, 3) float64 edge vectors r_ij, Å (of one structure, or of a disjoint batch).
+    edge_index : torch.Tensor
+        (2, E) centre and neighbour indices.
+    atom_types : torch.Tensor
+        (N,) type indices.
+    create_graph : bool
+        Keep the graph of the derivatives.
+    """
+    num_atoms = atom_types.shape[0]
     edge_vec = edge_vec.detach().requires_grad_(True)
-    energies = model(edge_vec, graph.edge_index, graph.atom_types)
+    energies = model(edge_vec, edge_index, atom_types)
     energy = energies.sum()
     edge_grad = edge_gradients(energy, edge_vec, create_graph)
-    forces = forces_from_edge_gradients(edge_grad, graph.edge_index, graph.num_atoms)
+    forces = forces_from_edge_gradients(edge_grad, edge_index, num_atoms)
     edge_virial = edge_virials(edge_vec if create_graph else edge_vec.detach(), edge_grad)
-    half = 0.5 * edge_virial
-    center, neighbor = graph.edge_index
-    atom_virials = torch.zeros(graph.num_atoms, 3, 3, dtype=edge_vec.dtype, device=edge_vec.device)
-    atom_virials = atom_virials.index_add(0, center, half).index_add(0, neighbor, half)
+    atom_virials = atom_virials_from_edges(edge_virial, edge_index, num_atoms)
     return Outputs(
         energy=energy,
         energies=energies,
         forces=forces,
         virial=edge_virial.sum(0),
+        atom_virials=atom_virials,
+    )
+
+
+def chunked_edge_outputs(
+    model: torch.nn.Module,
+    edge_vec: torch.Tensor,
+    edge_index: torch.Tensor,
+    atom_types: torch.Tensor,
+    max_edges: int,
+) -> Outputs:
+    """:func:`edge_outputs` in blocks of consecutive centre atoms, each with <= ``max_edges`` edges.
+
+    Exact for strictly local models (``model.strictly_local``, e.g. Allegro), whose energy of
+    atom i depends only on the edges centred on i: each block's energies are differentiated
+    with respect to its own edges, and forces and virials are summed over blocks. Peak memory
+    follows the block, not the structure. A centre with more edges than ``max_edges`` forms a
+    block of its own. Derivatives are not kept (no ``create_graph``).
+    """
+    if not getattr(model, "strictly_local", False):
+        raise ValueError(
+            f"{type(model).__name__} passes messages between atoms, so its energies cannot be "
+            "evaluated in blocks of centre atoms; evaluate it in one pass (fewer atoms, "
+            "float32, or a device with more memory)."
+        )
+    num_atoms = atom_types.shape[0]
+    center = edge_index[0]
+    order = torch.argsort(center, stable=True)
+    counts = torch.bincount(center, minlength=num_atoms)
+    ends = torch.cumsum(counts, 0).tolist()
+    dtype, device = edge_vec.dtype, edge_vec.device
+    energies = torch.zeros(num_atoms, dtype=dtype, device=device)
+    forces = torch.zeros(num_atoms, 3, dtype=dtype, device=device)
+    atom_virials = torch.zeros(num_atoms, 3, 3, dtype=dtype, device=device)
+    first_atom, first_edge = 0, 0
+    while first_atom < num_atoms:
+        last_atom = first_atom + 1  # one past the block's last centre
+        while last_atom < num_atoms and ends[last_atom] - first_edge <= max_edges:
+            last_atom += 1
+        block = order[first_edge : ends[last_atom - 1]]
+        block_index = edge_index[:, block]
+        block_vec = edge_vec[block].detach().requires_grad_(True)
+        block_energies = model(block_vec, block_index, atom_types)[first_atom:last_atom]
+        edge_grad = edge_gradients(block_energies.sum(), block_vec)
+        forces += forces_from_edge_gradients(edge_grad, block_index, num_atoms)
+        edge_virial = edge_virials(block_vec.detach(), edge_grad)
+        atom_virials += atom_virials_from_edges(edge_virial, block_index, num_atoms)
+        energies[first_atom:last_atom] = block_energies.detach()
+        first_atom, first_edge = last_atom, ends[last_atom - 1]
+    return Outputs(
+        energy=energies.sum(),
+        energies=energies,
+        forces=forces,
+        virial=atom_virials.sum(0),
         atom_virials=atom_virials,
     )
 
@@ -104,6 +189,16 @@ def forces_from_edge_gradients(
     center, neighbor = edge_index
     forces = torch.zeros(num_atoms, 3, dtype=edge_grad.dtype, device=edge_grad.device)
     return forces.index_add(0, center, edge_grad).index_add(0, neighbor, -edge_grad)
+
+
+def atom_virials_from_edges(
+    edge_virial: torch.Tensor, edge_index: torch.Tensor, num_atoms: int
+) -> torch.Tensor:
+    """(N, 3, 3) per-atom virials: half of each edge's (E, 3, 3) virial to each of its atoms."""
+    half = 0.5 * edge_virial
+    center, neighbor = edge_index
+    atom_virials = torch.zeros(num_atoms, 3, 3, dtype=half.dtype, device=half.device)
+    return atom_virials.index_add(0, center, half).index_add(0, neighbor, half)
 
 
 def edge_virials(edge_vec: torch.Tensor, edge_grad: torch.Tensor) -> torch.Tensor:

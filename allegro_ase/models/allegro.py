@@ -67,6 +67,8 @@ class AllegroModel(EnergyModel):
         Hyperparameters; ``config.seed`` seeds a local generator for the initial weights.
     """
 
+    strictly_local = True  # no message passing: atom i's energy sees only edges centred on i
+
     def __init__(self, config: AllegroConfig):
         super().__init__(config)
         # True: the tensor products lay edges out densely per centre (fast; the layout's width

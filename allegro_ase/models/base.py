@@ -16,7 +16,15 @@ class EnergyModel(torch.nn.Module):
     config
         The architecture's config; it has ``type_names``, ``r_max``, ``cutoff_matrix()``,
         ``avg_num_neighbors`` and the per-type energy scale/shift fields.
+
+    Attributes
+    ----------
+    strictly_local : bool
+        True when the energy of atom i depends only on the edges centred on i (Allegro: no
+        message passing), so a structure can be evaluated in blocks of centre atoms.
     """
+
+    strictly_local = False
 
     def __init__(self, config):
         super().__init__()

@@ -1,0 +1,64 @@
+"""Many structures in one model call: a disjoint batch graph and its per-structure outputs.
+
+The models see only edge vectors, edge indices and atom types, so a batch is the union of the
+structures' graphs: atoms and edges concatenated, neighbour indices offset, each structure's
+edge vectors computed with its own cell. One forward and one backward pass give every atom's
+energy, force and virial; a structure's energy and virial are the sums over its atoms (the
+per-atom virials sum exactly to the virial), so batched results equal serial ones to rounding.
+:meth:`allegro_ase.AllegroCalculator.calculate_batch` is the ASE-level entry point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .graph import AtomicGraph, edge_vectors
+
+
+@dataclass(frozen=True)
+class GraphBatch:
+    """The disjoint union of several structures' graphs.
+
+    Attributes
+    ----------
+    edge_vec : torch.Tensor
+        (E, 3) float64 edge vectors, Å, of all structures.
+    edge_index : torch.Tensor
+        (2, E) int64 centre and neighbour indices into the concatenated atoms.
+    atom_types : torch.Tensor
+        (N,) int64 type indices of all atoms.
+    num_atoms : tuple of int
+        Atoms of each structure, in order (they sum to N).
+    """
+
+    edge_vec: torch.Tensor
+    edge_index: torch.Tensor
+    atom_types: torch.Tensor
+    num_atoms: tuple[int, ...]
+
+    def to(self, device: torch.device | str) -> GraphBatch:
+        """Return the batch on ``device``."""
+        return GraphBatch(
+            self.edge_vec.to(device),
+            self.edge_index.to(device),
+            self.atom_types.to(device),
+            self.num_atoms,
+        )
+
+
+def join_graphs(graphs: Sequence[AtomicGraph]) -> GraphBatch:
+    """One :class:`GraphBatch` from structures' graphs (on the same device)."""
+    offsets = torch.cumsum(torch.tensor([0] + [g.num_atoms for g in graphs[:-1]]), 0).tolist()
+    return GraphBatch(
+        edge_vec=torch.cat(
+            [edge_vectors(g.pos, g.cell, g.edge_index, g.cell_shifts) for g in graphs]
+        ),
+        edge_index=torch.cat(
+            [g.edge_index + offset for g, offset in zip(graphs, offsets, strict=True)], dim=1
+        ),
+        atom_types=torch.cat([g.atom_types for g in graphs]),
+        num_atoms=tuple(g.num_atoms for g in graphs),
+    )
