@@ -214,3 +214,17 @@ def test_relax_many_matches_one_by_one_relaxations():
     for atoms in structures:
         generalised_forces = FrechetCellFilter(atoms).get_forces()
         assert np.linalg.norm(generalised_forces, axis=1).max() < 0.02
+
+
+def test_batched_example_reproduces_the_serial_barrier_and_emt_mixing(capsys):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    import batched_neb_and_screening
+
+    result = batched_neb_and_screening.main(["--alloys", "3"])
+    assert result["barrier"] == pytest.approx(0.374, abs=0.03)  # EMT's barrier (ASE tutorial)
+    assert all(result["converged"])
+    np.testing.assert_allclose(result["mixing_model"], result["mixing_emt"], atol=0.004)  # eV/atom
+    assert "model calls" in capsys.readouterr().out
