@@ -247,7 +247,8 @@ class AllegroTorchSimModel(ModelInterface):
         if isinstance(state, Mapping):
             from torch_sim import SimState
 
-            state = SimState(**state, masses=torch.ones_like(state["positions"]))
+            masses = torch.ones_like(state["positions"][:, 0])  # not used for the energy
+            state = SimState(**state, masses=masses)
         with torch.inference_mode(False), torch.enable_grad():
             results = self._evaluate(state)
         out_dtype = state.positions.dtype

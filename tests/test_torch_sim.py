@@ -92,6 +92,16 @@ def test_batch_equals_calculator_on_each_system(pair):
     assert_matches(out, calculator_results(calc, systems))
 
 
+def test_state_dict_gives_the_same_as_the_state(pair):
+    _, model = pair
+    state = state_of(three_systems())
+    fields = ("positions", "cell", "pbc", "atomic_numbers", "system_idx")
+    from_dict = model({name: getattr(state, name) for name in fields})
+    from_state = model(state)
+    for key in ("energy", "forces", "stress"):
+        assert torch.equal(from_dict[key], from_state[key])
+
+
 def test_mixed_pbc_batch_equals_calculator(pair):
     """Slabs: periodic in x and y only, as torch-sim >= 0.4 can say (pbc a (3,) tensor)."""
     calc, model = pair
