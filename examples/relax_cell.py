@@ -1,6 +1,8 @@
 """Relax positions and cell of a strained, rattled Cu3Au crystal; compare with EMT.
 
-python examples/relax_cell.py
+BFGS on ``FrechetCellFilter`` (positions and the full cell together) to 0.01 eV/Å::
+
+    python examples/relax_cell.py
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ def main(argv: list[str] | None = None) -> dict:
     """Print and return lattice constant (Å) and energy (eV/atom) for EMT and the model."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="allegro-emt-metals", help="name of a zoo model")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=200, help="optimizer steps at most")
     args = parser.parse_args(argv)
-    model_calc = AllegroCalculator.from_pretrained(args.model, device="cpu")
+    model_calc = AllegroCalculator.from_pretrained(args.model, device=args.device)
     results = {
-        "EMT": relaxed_lattice_constant(EMT()),
-        args.model: relaxed_lattice_constant(model_calc),
+        "EMT": relaxed_lattice_constant(EMT(), steps=args.steps),
+        args.model: relaxed_lattice_constant(model_calc, steps=args.steps),
     }
     for name, (a, e) in results.items():
         print(f"{name:22s} a = {a:.4f} Å   E = {e:.4f} eV/atom")
