@@ -101,7 +101,7 @@ def load_energy_model(spec: str) -> Any:
         from ..nequip_files.hub import resolve_path
 
         if not is_nequip_net_id(spec):
-            _require_file(spec)
+            _require_file(spec, "model file")
         return load_nequip_model(resolve_path(spec)).requires_grad_(False)
     if spec.endswith(COMPILED_SUFFIXES):
         raise CommandError(
@@ -114,7 +114,7 @@ def load_energy_model(spec: str) -> Any:
     if os.path.isfile(spec):
         return load_model(spec).requires_grad_(False)
     if spec.endswith(".pt") or os.sep in spec:
-        _require_file(spec)
+        _require_file(spec, "model file")
     from ..zoo import resolve
 
     return load_model(resolve(spec)).requires_grad_(False)
@@ -184,11 +184,15 @@ def progress_bar(total: int, description: str, quiet: bool, unit: str = "step") 
     return tqdm(total=total, desc=description, unit=unit, disable=quiet, dynamic_ncols=True)
 
 
-def _require_file(path: str) -> None:
-    """Raise a one-line error naming ``path`` unless it is a readable file."""
-    if not Path(path).is_file():
-        what = "a folder, not a file" if Path(path).is_dir() else "no such file"
-        raise CommandError(f"{path}: {what}.")
+def _require_file(path: str, kind: str = "file") -> None:
+    """Raise a one-line error naming ``path`` unless it is a file."""
+    if Path(path).is_file():
+        return
+    if Path(path).is_dir():
+        raise CommandError(f"{path}: a folder, not a {kind}.")
+    if kind == "model file":
+        raise CommandError(f"{path}: no such model file. MODEL is {MODEL_HELP}.")
+    raise CommandError(f"{path}: no such {kind}.")
 
 
 def _ase_read(path: str, index: Any) -> Any:

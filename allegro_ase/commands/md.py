@@ -1,15 +1,15 @@
 """``allegro-ase md MODEL STRUCTURE``: molecular dynamics with ASE's integrators.
 
-=============  ===========================================  =========================
-ensemble       ASE class                                    coupling
-=============  ===========================================  =========================
-nve            ``ase.md.verlet.VelocityVerlet``             none
-langevin       ``ase.md.langevin.Langevin``                 friction 1/``--tdamp``
-bussi          ``ase.md.bussi.Bussi``                       ``taut = --tdamp``
-nose-hoover    ``ase.md.nose_hoover_chain.NoseHooverChainNVT``  ``tdamp``
-npt            ``ase.md.nose_hoover_chain.IsotropicMTKNPT``  ``tdamp``, ``pdamp``
-               (``MTKNPT`` with ``--anisotropic``)
-=============  ===========================================  =========================
+- ``nve``: ``ase.md.verlet.VelocityVerlet``;
+- ``langevin``: ``ase.md.langevin.Langevin``, friction 1/``--tdamp``, the centre of mass fixed
+  by ``FixCom`` when the structure has no constraints of its own;
+- ``bussi``: ``ase.md.bussi.Bussi`` (stochastic velocity rescaling), ``taut = --tdamp``;
+- ``nose-hoover``: ``ase.md.nose_hoover_chain.NoseHooverChainNVT``, ``tdamp = --tdamp``;
+- ``npt``: ``ase.md.nose_hoover_chain.IsotropicMTKNPT`` (the volume fluctuates), or ``MTKNPT``
+  with ``--anisotropic`` (the whole cell); ``tdamp``, ``pdamp``, ``--pressure`` in GPa.
+
+Random numbers (velocities, Langevin and Bussi noise) come from one
+``numpy.random.default_rng(--seed)``; the global RNG is not touched.
 """
 
 from __future__ import annotations
@@ -128,13 +128,16 @@ def md_command(args: argparse.Namespace) -> int:
 
 def initial_velocities(atoms, temperature: float, rng) -> None:
     """Draw Maxwell-Boltzmann momenta at ``temperature`` (K) unless ``atoms`` already has some."""
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md import velocitydistribution
 
     if atoms.get_momenta().any():
         logger.info("using the momenta of the structure file (T = %.1f K)", atoms.get_temperature())
         return
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-    Stationary(atoms)
+    # ASE 3.29 renamed MaxwellBoltzmannDistribution to thermalize_momenta
+    draw = getattr(velocitydistribution, "thermalize_momenta", None)
+    draw = draw or velocitydistribution.MaxwellBoltzmannDistribution
+    draw(atoms, temperature_K=temperature, rng=rng)
+    velocitydistribution.Stationary(atoms)
 
 
 def integrator(atoms, args: argparse.Namespace, rng):
@@ -150,7 +153,13 @@ def integrator(atoms, args: argparse.Namespace, rng):
     if args.ensemble == "langevin":
         from ase.md.langevin import Langevin
 
-        return Langevin(atoms, dt, temperature_K=temperature, friction=1 / tdamp, rng=rng)
+        if not atoms.constraints:  # ASE's advice: FixCom rather than Langevin's fixcm
+            from ase.constraints import FixCom
+
+            atoms.set_constraint(FixCom())
+        return Langevin(
+            atoms, dt, temperature_K=temperature, friction=1 / tdamp, fixcm=False, rng=rng
+        )
     if args.ensemble == "bussi":
         from ase.md.bussi import Bussi
 
