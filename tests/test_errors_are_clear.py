@@ -1,4 +1,22 @@
-"""Bad input gets an error that says what was wrong and what to do."""
+"""The bad-input matrix: each case gets an error that says what was wrong and what to do, or
+the correct result.
+
+Cases of the calculator's public API, by class (files and the zoo: ``test_checkpoint.py``,
+``test_zoo.py``, ``test_nequip_files.py``; neighbour lists of far-apart atoms and huge cells:
+``test_neighbor_lists.py``, ``test_batch_evaluation.py``; close contact of the shipped models:
+``test_close_contact.py``):
+
+- structure: unknown element, atomic numbers that are not elements, NaN/inf positions, NaN
+  cell, pbc without a cell, a cell of zero volume, empty Atoms, coincident or nearly coincident
+  atoms, stress of a molecule or of a slab without a vacuum vector;
+- constructor: a name or a foreign module instead of a model, unknown device names, CUDA
+  without CUDA, an unknown neighbour list, bad ``num_threads`` / ``memory_limit``, type names
+  that are not elements;
+- state: forces inside ``no_grad`` / ``inference_mode``, the user's frozen model untouched;
+- memory: a dense cell beyond the memory budget (Allegro: evaluated in blocks, exact; NequIP:
+  refused before allocating);
+- configs: unknown keys and bad values; missing files.
+"""
 
 import numpy as np
 import pytest
@@ -9,6 +27,7 @@ from conftest import GEOMETRIES, calc_for, make_nequip_model, small_config
 
 from allegro_ase import AllegroCalculator, AllegroConfig
 from allegro_ase.calculator import resolve_device
+from allegro_ase.memory import InsufficientMemoryError
 
 
 def test_unknown_element_lists_model_species(default_model):
@@ -156,6 +175,53 @@ def test_nan_cell_says_what_to_do(default_model):
 def test_unknown_neighbor_list_is_refused(default_model):
     with pytest.raises(ValueError, match="neighbor_list='ase' is unknown"):
         AllegroCalculator(default_model, neighbor_list="ase")
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"num_threads": 0}, "num_threads must be a positive integer"),
+        ({"num_threads": 1.5}, "num_threads must be a positive integer"),
+        ({"memory_limit": -1}, "memory_limit must be a positive number of GiB"),
+    ],
+)
+def test_bad_thread_and_memory_settings_are_refused(default_model, options, match):
+    with pytest.raises(ValueError, match=match):
+        calc_for(default_model, **options)
+
+
+def dense_cell() -> Atoms:
+    """1000 Cu atoms at random in a 10 Å box (12 times the density of copper)."""
+    rng = np.random.default_rng(3)
+    atoms = Atoms("Cu1000", positions=rng.random((1000, 3)) * 10.0, cell=[10.0] * 3, pbc=True)
+    return atoms
+
+
+def test_dense_cell_beyond_the_budget_runs_in_blocks_for_allegro(default_model):
+    atoms = dense_cell()[:150]  # same density, fewer atoms: quick
+    atoms.set_cell([10.0 * (150 / 1000) ** (1 / 3)] * 3)
+    atoms.wrap()
+    expected = calc_for(default_model, min_distance=0).get_potential_energy(atoms)
+    blocks = []
+    model_forward = type(default_model).forward
+
+    def forward(module, edge_vec, *args):
+        blocks.append(edge_vec.shape[0])
+        return model_forward(module, edge_vec, *args)
+
+    atoms.calc = calc_for(default_model, min_distance=0, memory_limit=0.02)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(default_model), "forward", forward)
+        assert atoms.get_potential_energy() == pytest.approx(expected, abs=1e-9)
+    blocks = [size for size in blocks if size > 1000]  # not the memory probes (<= 512 edges)
+    assert len(blocks) > 1 and sum(blocks) > 30_000  # all ~40,000 edges, in blocks
+
+
+def test_dense_cell_beyond_the_budget_is_refused_for_nequip():
+    atoms = dense_cell()
+    atoms.calc = calc_for(make_nequip_model(), min_distance=0, memory_limit=0.5)
+    with pytest.raises(InsufficientMemoryError, match=r"1000 atoms and about .* edges .* GiB"):
+        atoms.get_potential_energy()
 
 
 def test_config_rejects_unknown_keys_and_bad_values():
