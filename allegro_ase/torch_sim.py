@@ -193,7 +193,7 @@ class AllegroTorchSimModel(ModelInterface):
         self.min_distance = float(min_distance)
         self.species_map = SpeciesMap(self.model.type_names, species_to_type_name)
         self.cutoff_matrix = self.model.cutoff_matrix.detach().cpu().numpy()
-        self._types_of: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._types_of: tuple[torch.Tensor, torch.Tensor, np.ndarray] | None = None
 
     @classmethod
     def from_pretrained(cls, name: str, **kwargs) -> AllegroTorchSimModel:
@@ -254,19 +254,21 @@ class AllegroTorchSimModel(ModelInterface):
         out_dtype = state.positions.dtype
         return {key: value.detach().to(out_dtype) for key, value in results.items()}
 
-    def _atom_types(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
-        """(N,) type indices on the device; the last mapping is reused while Z is unchanged."""
-        if self._types_of is not None and torch.equal(self._types_of[0], atomic_numbers):
-            return self._types_of[1]
-        types = self.species_map(atomic_numbers.detach().cpu().numpy())
-        types = torch.from_numpy(types).to(self._device)
-        self._types_of = (atomic_numbers.detach().clone(), types)
-        return types
+    def _atom_types(self, atomic_numbers: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        """(N,) type indices on the device and on the host; reused while Z is unchanged."""
+        if self._types_of is None or not torch.equal(self._types_of[0], atomic_numbers):
+            types = self.species_map(atomic_numbers.detach().cpu().numpy())
+            self._types_of = (
+                atomic_numbers.detach().clone(),
+                torch.from_numpy(types).to(self._device),
+                types,
+            )
+        return self._types_of[1], self._types_of[2]
 
     def _evaluate(self, state) -> dict[str, torch.Tensor]:
         device = self._device
         n_systems = state.cell.shape[0]
-        atom_types = self._atom_types(state.atomic_numbers)
+        atom_types, atom_types_np = self._atom_types(state.atomic_numbers)
         system_idx = state.system_idx.to(device)
         pos = state.positions.detach().to(device, torch.float64)
         cells = state.cell.detach().to(device, torch.float64).transpose(-1, -2)  # rows
@@ -280,7 +282,7 @@ class AllegroTorchSimModel(ModelInterface):
             cells_np,
             pbc,
             system_np,
-            atom_types.cpu().numpy(),
+            atom_types_np,
             self.model.r_max,
             self.cutoff_matrix,
             self.neighbor_list,

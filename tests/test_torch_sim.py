@@ -137,6 +137,15 @@ def test_batch_is_one_model_call():
     assert len(calls) == 1
 
 
+def test_new_elements_at_the_same_positions_are_mapped_again(pair):
+    calc, model = pair
+    systems = three_systems()
+    model(state_of(systems))
+    for atoms in systems:
+        atoms.numbers = np.where(atoms.numbers == 29, 79, 29)  # Cu <-> Au, same atom count
+    assert_matches(model(state_of(systems)), calculator_results(calc, systems))
+
+
 def test_float32_weights_give_float64_outputs_close_to_float64():
     systems = three_systems()
     out32 = AllegroTorchSimModel.from_pretrained("allegro-emt-metals", device="cpu")(
