@@ -97,6 +97,7 @@ def load_energy_model(spec: str) -> Any:
     from ..nequip_files.hub import is_nequip_net_id
 
     if is_nequip_net_id(spec) or spec.endswith(REFERENCE_SUFFIXES):
+        logger.debug("%s: a reference-framework model, rebuilt by allegro_ase.nequip_files", spec)
         from ..nequip_files import load_nequip_model
         from ..nequip_files.hub import resolve_path
 
@@ -112,12 +113,15 @@ def load_energy_model(spec: str) -> Any:
     from ..io import load_model
 
     if os.path.isfile(spec):
+        logger.debug("%s: a model file of allegro-ase", spec)
         return load_model(spec).requires_grad_(False)
     if spec.endswith(".pt") or os.sep in spec:
         _require_file(spec, "model file")
     from ..zoo import resolve
 
-    return load_model(resolve(spec)).requires_grad_(False)
+    path = resolve(spec)
+    logger.debug("%s: a zoo model, file %s (sha256 verified)", spec, path)
+    return load_model(path).requires_grad_(False)
 
 
 def load_calculator(args: argparse.Namespace) -> Any:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .common import (
+    CommandError,
     add_model_flags,
     load_calculator,
     positive_float,
@@ -73,6 +74,11 @@ def relax_command(args: argparse.Namespace) -> int:
     import numpy as np
 
     atoms = read_structure(args.structure)
+    if args.cell and not (atoms.pbc.any() and abs(atoms.cell.volume) > 0):
+        raise CommandError(
+            f"--cell needs a periodic structure with a cell; {args.structure} has pbc "
+            f"{atoms.pbc.tolist()} and volume {abs(atoms.cell.volume):g} Å³."
+        )
     atoms.calc = load_calculator(args)
     target = atoms
     if args.cell:
