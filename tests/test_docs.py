@@ -126,22 +126,25 @@ def test_code_blocks_are_found_with_their_directives():
 
 @pytest.fixture
 def scratch(tmp_path, monkeypatch):
-    """A working folder that links the repository's top-level folders; offline, 1 thread."""
+    """A working folder that links the repository's top-level folders; offline, 1 thread.
+
+    The environment is restored afterwards whatever the page sets (``os.environ[...]``).
+    """
     for entry in ROOT.iterdir():
         if entry.is_dir() and not entry.name.startswith(".") and entry.name != "build":
             (tmp_path / entry.name).symlink_to(entry, target_is_directory=True)
-    environment = {
-        "OMP_NUM_THREADS": "1",
-        "ALLEGRO_ASE_OFFLINE": "1",
-        "ALLEGRO_ASE_CACHE": str(tmp_path / "cache"),
-    }
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("ALLEGRO_ASE_REGISTRY", raising=False)
-    bin_dir = str(Path(sys.executable).parent)
-    monkeypatch.setenv("PATH", bin_dir + os.pathsep + os.environ.get("PATH", ""))
+    saved = dict(os.environ)
+    os.environ.pop("ALLEGRO_ASE_REGISTRY", None)
+    os.environ.update(
+        OMP_NUM_THREADS="1",
+        ALLEGRO_ASE_OFFLINE="1",
+        ALLEGRO_ASE_CACHE=str(tmp_path / "cache"),
+        PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+    )
     monkeypatch.chdir(tmp_path)
-    return tmp_path
+    yield tmp_path
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
