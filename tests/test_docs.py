@@ -242,6 +242,35 @@ def test_config_reference_reads_defaults_from_the_dataclasses():
     )
 
 
+# ----- troubleshooting ---------------------------------------------------------------------
+
+# raised only inside the package and caught there (re-raised as a documented error), or not
+# errors of the user's making: an unknown attribute, internal weight-mapping invariants
+INTERNAL_ERRORS = {"TreeError", "UnsafePickleError", "_WrappedFile", "_interrupted",
+                   "AttributeError", "KeyError", "ArgumentTypeError"}  # fmt: skip
+
+
+def raised_error_names() -> set[str]:
+    """Names of the exception classes that ``raise`` statements in the package use."""
+    import ast
+
+    names = set()
+    for path in (ROOT / "allegro_ase").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                error = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+                names.add(ast.unparse(error).split(".")[-1])
+    return names
+
+
+def test_troubleshooting_names_every_error_the_package_raises():
+    page = (ROOT / "docs" / "troubleshooting.md").read_text()
+    names = raised_error_names()
+    assert {"InputError", "ZooError", "CheckpointError", "NequIPFileError"} <= names
+    undocumented = sorted(name for name in names - INTERNAL_ERRORS if f"`{name}`" not in page)
+    assert not undocumented, f"add these errors to docs/troubleshooting.md: {undocumented}"
+
+
 # ----- the README's table of shipped models ------------------------------------------------
 
 METRIC_COLUMNS = {
