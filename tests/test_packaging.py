@@ -1,7 +1,8 @@
 """The distributions work on their own: the wheel, built from the sdist, installed alone.
 
-``python -m build --no-isolation`` makes the sdist from a copy of the source and then the wheel
-from the unpacked sdist, so a file missing from the sdist breaks the wheel too. The wheel is
+``python -m build --no-isolation`` (build and setuptools >= 77 come with the dev extra) makes
+the sdist from a copy of the source and then the wheel from the unpacked sdist, so a file
+missing from the sdist breaks the wheel too. The wheel is
 installed with ``pip install --no-deps --target`` into an empty folder and used by a Python
 that sees that folder and the installed dependencies but neither this checkout nor its editable
 install (``-S``: no site-packages processing, so the editable finder is never installed; the
@@ -17,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tarfile
 import zipfile
 from pathlib import Path
@@ -80,14 +80,20 @@ def installed(dists, tmp_path_factory) -> Path:
 
 def run_isolated(target: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     """Python with only the wheel's folder and the dependencies' site-packages on its path."""
-    dependencies = sysconfig.get_paths()["purelib"]
+    # this process's import path without any folder holding an allegro_ase package (the
+    # checkout): the standard library and wherever the dependencies are installed (the editable
+    # install's finder is not a path entry; -S keeps its .pth file from installing it)
+    dependencies = [
+        entry for entry in sys.path
+        if entry and Path(entry).is_dir() and not (Path(entry) / "allegro_ase").exists()
+    ]  # fmt: skip
     environment = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("PYTHON", "ALLEGRO_ASE_"))
     }
     environment.update(
-        PYTHONPATH=os.pathsep.join([str(target), dependencies]),
+        PYTHONPATH=os.pathsep.join([str(target), *dependencies]),
         ALLEGRO_ASE_OFFLINE="1",
         ALLEGRO_ASE_CACHE=str(cwd / "cache"),
         OMP_NUM_THREADS="1",
