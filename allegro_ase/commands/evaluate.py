@@ -3,7 +3,8 @@
 Every frame of every file (an ``allegro-ase-dataset`` HDF5 file or any file ASE reads) is
 predicted; where a frame carries reference labels (energy, forces, stress), the errors are
 summed into MAE and RMSE of the energy per atom (meV/atom), the force components (meV/Å) and
-the Voigt stress components (meV/Å³).
+the nine components of the stress tensor (meV/Å³), the quantities of the model cards
+(``tools/evaluate_model.py``).
 """
 
 from __future__ import annotations
@@ -133,9 +134,10 @@ def label_pairs(frames, predicted) -> dict:
     """Quantity -> (reference arrays, predicted arrays), eV-based, over the labelled frames.
 
     ``energy_per_atom`` holds one (1,) array per frame, ``forces`` (N, 3) arrays, ``stress``
-    (6,) arrays; a quantity absent from every frame is left out.
+    (3, 3) arrays; a quantity absent from every frame is left out.
     """
     import numpy as np
+    from ase.stress import voigt_6_to_full_3x3_stress
 
     pairs: dict = {}
     for atoms, out in zip(frames, predicted, strict=True):
@@ -146,7 +148,8 @@ def label_pairs(frames, predicted) -> dict:
         if "forces" in reference:
             _append(pairs, "forces", reference["forces"], results["forces"])
         if "stress" in reference and "stress" in results:
-            _append(pairs, "stress", reference["stress"], results["stress"])
+            full = voigt_6_to_full_3x3_stress  # all 9 components, as the model cards count them
+            _append(pairs, "stress", full(reference["stress"]), full(results["stress"]))
     return pairs
 
 

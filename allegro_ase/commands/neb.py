@@ -90,10 +90,10 @@ def neb_command(args: argparse.Namespace) -> int:
     forward, backward = max(energies) - energies[0], max(energies) - energies[-1]
     print(f"{'image':>5s} {'energy (eV)':>14s} {'E - E0 (eV)':>12s}")
     for k, energy in enumerate(energies):
-        print(f"{k:5d} {energy:14.6f} {energy - energies[0]:12.6f}")
+        print(f"{k:5d} {energy:14.6f} {_rounded(energy - energies[0], 6):12.6f}")
     print(
         f"barrier: forward {forward:.4f} eV, backward {backward:.4f} eV "
-        f"(reaction energy {energies[-1] - energies[0]:+.4f} eV); "
+        f"(reaction energy {_rounded(energies[-1] - energies[0], 4):+.4f} eV); "
         f"{'converged' if converged else 'NOT converged'} in {steps} steps"
         + (", climbing image" if args.climb else "")
     )
@@ -113,3 +113,8 @@ def neb_command(args: argparse.Namespace) -> int:
         )
         return NOT_CONVERGED
     return 0
+
+
+def _rounded(value: float, digits: int) -> float:
+    """Return ``value`` rounded to ``digits`` decimals, without a negative zero."""
+    return round(value, digits) or 0.0
