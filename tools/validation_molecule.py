@@ -1,0 +1,171 @@
+"""Properties of aspirin from any ASE calculator: the molecule rows of ``tools/validate_model.py``.
+
+Atom indices are those of ``make_xtb_dataset.ASPIRIN`` (0-based): ring carbons 0-5 (0 carries the
+carboxyl, 1 the ester oxygen), carboxyl C 6, =O 7, O 8, H 9; ester O 10; acetyl C 11, =O 12,
+methyl C 13. Every function takes ``make_calc``, a callable that returns a fresh calculator, so
+GFN2-xTB and a model run the same protocol, each from its own relaxed molecule.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import InputError
+from ase.constraints import FixInternals
+from ase.optimize import BFGS
+from ase.vibrations import Vibrations
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_xtb_transfer_frames import CONFORMERS  # noqa: E402
+
+MakeCalc = Callable[[], object]
+RELAX_FMAX = 1e-3  # eV/Å: tight, for harmonic frequencies
+SCAN_FMAX = 0.01  # eV/Å, constrained relaxations of the torsion scan
+BONDS = {
+    "C=O carboxyl": [(6, 7)],
+    "C=O acetyl": [(11, 12)],
+    "C-O carboxyl (C-OH)": [(6, 8)],
+    "C-O ester (ring C-O)": [(1, 10)],
+    "C-O ester (O-C=O)": [(10, 11)],
+    "C-C ring, mean": [(k, (k + 1) % 6) for k in range(6)],
+    "O-H": [(8, 9)],
+}
+# ring-ester torsion C2-C1-O-C(acetyl) (0-based 0, 1, 10, 11) and the acetoxy atoms it turns
+TORSION = (0, 1, 10, 11)
+ACETYL = (11, 12, 13, 14, 15, 16)
+ESTER = (1, 10, 11, 12)  # C1-O-C=O: about 180° in the training conformer (E ester)
+SCAN_POINTS = 12
+SCAN_SUBSTEPS = 3  # 10° turns between relaxations: a rigid 30° turn can put a methyl H on an O
+SUBSTEP_FMAX = 0.05  # eV/Å
+VIB_DELTA = 0.01  # Å
+
+
+def relax(atoms: Atoms, make_calc: MakeCalc, fmax: float = RELAX_FMAX) -> Atoms:
+    """A relaxed copy of ``atoms`` (BFGS to ``fmax``), with a calculator from ``make_calc``."""
+    atoms = atoms.copy()
+    atoms.calc = make_calc()
+    BFGS(atoms, logfile=None).run(fmax=fmax, steps=3000)
+    return atoms
+
+
+def bond_lengths(atoms: Atoms) -> dict[str, float]:
+    """Lengths (Å) of the bonds of ``BONDS``; a group of bonds gives its mean."""
+    return {
+        name: float(np.mean([atoms.get_distance(i, j) for i, j in pairs]))
+        for name, pairs in BONDS.items()
+    }
+
+
+def harmonic_frequencies(relaxed: Atoms, make_calc: MakeCalc) -> np.ndarray:
+    """The 3N - 6 harmonic frequencies (cm⁻¹, ascending) of a relaxed molecule.
+
+    Central finite differences of the forces (``ase.vibrations``, ``VIB_DELTA``); the six modes
+    of smallest magnitude (translations and rotations) are dropped; imaginary ones are negative.
+    """
+    atoms = relaxed.copy()
+    atoms.calc = make_calc()
+    with tempfile.TemporaryDirectory() as tmp:
+        vib = Vibrations(atoms, name=str(Path(tmp) / "vib"), delta=VIB_DELTA, nfree=2)
+        vib.run()
+        frequencies = vib.get_frequencies()
+    signed = np.where(np.abs(frequencies.imag) > 0, -np.abs(frequencies.imag), frequencies.real)
+    internal = signed[np.argsort(np.abs(signed))][6:]
+    return np.sort(internal)
+
+
+def torsion_profile(relaxed: Atoms, make_calc: MakeCalc) -> tuple[np.ndarray, np.ndarray, list]:
+    """Relaxed scan of the ring-ester torsion.
+
+    ``SCAN_POINTS`` angles 0°, 30°, ... (the same for every method). From the grid angle nearest
+    the relaxed molecule's the scan runs both ways round, half the circle each, in sub-steps of
+    30°/``SCAN_SUBSTEPS``: each sub-step turns the acetoxy group rigidly from the previous
+    geometry and relaxes it (BFGS, steps of at most 0.1 Å; to ``SUBSTEP_FMAX``, at grid angles to
+    ``SCAN_FMAX``) with that dihedral and the ester's own O-C(=O) dihedral held
+    (``FixInternals``), so that the ester stays in the conformer it was relaxed in (free, it
+    turns to the other one on the way). A branch stops where a relaxation brings two atoms closer
+    than the calculator allows.
+
+    Returns
+    -------
+    angles : np.ndarray
+        (SCAN_POINTS,) degrees.
+    energies : np.ndarray
+        (SCAN_POINTS,) eV above ``relaxed``; NaN where the branch stopped.
+    geometries : list
+        The relaxed ``Atoms`` at each angle (None where the branch stopped).
+    """
+    reference = relaxed.get_potential_energy()
+    ester = relaxed.get_dihedral(*ESTER)
+    mask = np.zeros(len(relaxed), dtype=bool)
+    mask[list(ACETYL)] = True
+    step = 360.0 / SCAN_POINTS
+    first = int(round(relaxed.get_dihedral(*TORSION) / step))
+    half = SCAN_POINTS // 2
+    energies = np.full(SCAN_POINTS, np.nan)
+    geometries: list = [None] * SCAN_POINTS
+    for direction, count in ((1, half), (-1, SCAN_POINTS - half - 1)):
+        atoms = relaxed.copy()
+        current = relaxed.get_dihedral(*TORSION)
+        targets = [
+            (first + direction * k) * step for k in range(1 if direction < 0 else 0, count + 1)
+        ]
+        try:
+            for target in targets:
+                for unwrapped in np.linspace(current, target, SCAN_SUBSTEPS + 1)[1:]:
+                    angle = unwrapped % 360.0
+                    atoms.set_constraint()
+                    atoms.set_dihedral(*TORSION, angle, mask=mask)
+                    held = [[angle, list(TORSION)], [ester, list(ESTER)]]
+                    atoms.set_constraint(FixInternals(dihedrals_deg=held))
+                    atoms.calc = make_calc()
+                    fmax = SCAN_FMAX if unwrapped == target else SUBSTEP_FMAX
+                    BFGS(atoms, logfile=None, maxstep=0.1).run(fmax=fmax, steps=1000)
+                current = target
+                k = int(round(target / step)) % SCAN_POINTS
+                energies[k] = atoms.get_potential_energy() - reference
+                geometries[k] = atoms.copy()
+        except InputError:  # the model collapsed two atoms: nothing further on this branch
+            pass
+    return np.arange(SCAN_POINTS) * step, energies, geometries
+
+
+def conformer_energy(relaxed: Atoms, make_calc: MakeCalc, conformer: str) -> tuple[float, Atoms]:
+    """Energy (eV) above ``relaxed`` and geometry of another conformer (``CONFORMERS``).
+
+    The group is turned by 180° from ``relaxed`` and the molecule relaxed again (``RELAX_FMAX``).
+    """
+    indices, group = CONFORMERS[conformer]
+    atoms = relaxed.copy()
+    mask = np.zeros(len(atoms), dtype=bool)
+    mask[list(group)] = True
+    atoms.set_dihedral(*indices, atoms.get_dihedral(*indices) + 180.0, mask=mask)
+    turned = relax(atoms, make_calc)
+    return float(turned.get_potential_energy() - relaxed.get_potential_energy()), turned
+
+
+def aspirin_properties(start: Atoms, make_calc: MakeCalc) -> dict[str, object]:
+    """Relaxed bond lengths, harmonic frequencies, torsion profile and conformer energies.
+
+    Returns
+    -------
+    dict
+        ``relaxed`` (Atoms), ``bonds`` ({name: Å}), ``frequencies`` ((3N - 6,) cm⁻¹),
+        ``scan_angles`` and ``scan_energies`` ((SCAN_POINTS,) degrees and eV),
+        ``scan_geometries`` (Atoms or None each), ``conformers`` ({name: (eV, Atoms)}).
+    """
+    relaxed = relax(start, make_calc)
+    angles, energies, geometries = torsion_profile(relaxed, make_calc)
+    return {
+        "relaxed": relaxed,
+        "bonds": bond_lengths(relaxed),
+        "frequencies": harmonic_frequencies(relaxed, make_calc),
+        "scan_angles": angles,
+        "scan_energies": energies,
+        "scan_geometries": geometries,
+        "conformers": {name: conformer_energy(relaxed, make_calc, name) for name in CONFORMERS},
+    }
