@@ -67,25 +67,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         package_logger.setLevel(level)
 
 
+# errors that explain themselves: about the input, a file, a missing package
+EXPLAINED = (ValueError, OSError, LookupError, ImportError, MemoryError)
+# errors that are bugs wherever they are raised
+BUGS = (AttributeError, AssertionError, NameError, NotImplementedError)
+
+
 def error_line(error: BaseException, debug: bool = False) -> str:
     """Return the one-line message of ``error``.
 
-    Errors about the user's input (the package's own, ``ValueError``, ``OSError``, ``KeyError``)
-    give their message; anything else is named by its type, with a pointer to ``--debug``.
+    An error written for the user (of the types in :data:`EXPLAINED`, of this package's or ASE's
+    own types, or raised by this package's code) gives its message; anything else, such as an
+    error deep inside torch, is named by its type, with a pointer to ``--debug``.
     """
     if isinstance(error, OSError) and error.strerror and error.filename:
         text = f"{error.filename}: {error.strerror}"
     else:
         text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
     text = " ".join(text.split()) or type(error).__name__
-    if not isinstance(error, (ValueError, OSError, KeyError, LookupError)) and not _ours(error):
+    explained = isinstance(error, EXPLAINED) or _ours(type(error).__module__)
+    if not explained and not isinstance(error, BUGS):
+        explained = _ours(_raised_in(error))
+    if not explained:
         text = f"{type(error).__name__}: {text}"
         if not debug:
             text += " (run again with --debug for the traceback)"
     return text
 
 
-def _ours(error: BaseException) -> bool:
-    """Whether ``error`` is one of this package's or ASE's error types (they explain themselves)."""
-    module = type(error).__module__
-    return module.startswith(("allegro_ase", "ase."))
+def _ours(module: str) -> bool:
+    """Whether ``module`` belongs to this package or to ASE (their messages are for users)."""
+    return module == "ase" or module.startswith(("allegro_ase", "ase."))
+
+
+def _raised_in(error: BaseException) -> str:
+    """Return the name of the module whose code raised ``error``."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return "" if tb is None else tb.tb_frame.f_globals.get("__name__", "")

@@ -22,7 +22,7 @@ from ase.mep import NEB
 from ase.optimize import BFGS
 
 from allegro_ase import AllegroCalculator
-from allegro_ase.cli import main
+from allegro_ase.cli import error_line, main
 from allegro_ase.commands.common import load_energy_model
 from allegro_ase.datasets import FrameWriter, read_hdf5
 
@@ -85,7 +85,7 @@ def test_help_of_every_command_imports_neither_torch_nor_e3nn_nor_ase_calculator
     commands += [["models", action] for action in ("list", "info", "fetch", "verify")]
     script = (
         "import sys\n"
-        "from allegro_ase.cli import main\n"
+        "from allegro_ase.cli import error_line, main\n"
         f"for argv in {commands!r}:\n"
         "    try:\n"
         "        main([*argv, '--help'])\n"
@@ -366,6 +366,11 @@ def test_export_takes_a_reference_checkpoint(capsys):
         (f"md {MODEL} s.extxyz --temperature -5", "--temperature must be 0 K or more, got -5."),
         (f"relax {MODEL} molecule.xyz --cell", "--cell needs a periodic structure with a cell"),
         (f"relax {MODEL} .", ".: a folder, not a file."),
+        pytest.param(  # a RuntimeError the package raises for the user: its message only
+            f"relax {MODEL} s.extxyz --device cuda",
+            "error: device='cuda' was requested but CUDA is not available",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available"),
+        ),
     ],
 )
 def test_errors_are_one_line_with_exit_status_1(command, message, capsys):
@@ -413,4 +418,7 @@ def test_unexpected_errors_name_their_type_and_point_to_debug(capsys, monkeypatc
     assert err == (
         "allegro-ase: error: RuntimeError: something inside broke "
         "(run again with --debug for the traceback)\n"
+    )
+    assert error_line(AttributeError("'NoneType' object has no attribute 'x'"), debug=True) == (
+        "AttributeError: 'NoneType' object has no attribute 'x'"
     )
