@@ -137,14 +137,16 @@ def load_calculator(args: argparse.Namespace) -> Any:
         torch.set_num_threads(args.threads)
     model = load_energy_model(args.model)
     calc = AllegroCalculator(model, device=args.device, dtype=args.dtype)
+    threads = torch.get_num_threads()
     logger.info(
-        "model %s: %s, %s, r_max %g Å, on %s (%d threads)",
+        "model %s: %s, %s, r_max %g Å, on %s (%d torch thread%s)",
         args.model,
         type(calc.model).__name__,
         calc.parameters["dtype"],
         calc.model.r_max,
         calc.device,
-        torch.get_num_threads(),
+        threads,
+        "" if threads == 1 else "s",
     )
     return calc
 
