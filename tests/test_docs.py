@@ -273,35 +273,41 @@ def test_troubleshooting_names_every_error_the_package_raises():
 
 # ----- the README's table of shipped models ------------------------------------------------
 
-METRIC_COLUMNS = {
-    "E MAE": "energy_per_atom_mae",
-    "E RMSE": "energy_per_atom_rmse",
-    "F MAE": "forces_mae",
-    "F RMSE": "forces_rmse",
-    "σ MAE": "stress_mae",
-    "σ RMSE": "stress_rmse",
-}
 
-
-def readme_error_table() -> dict[str, dict[str, str]]:
-    """Rows of the README table whose header starts with ``| model |`` and names E MAE."""
+def readme_error_table() -> dict[str, str]:
+    """Rows (by model name) of the README table whose header starts ``| model |`` with E MAE."""
     lines = (ROOT / "README.md").read_text().splitlines()
     start = next(
         k for k, line in enumerate(lines) if line.startswith("| model |") and "E MAE" in line
     )
-    header = [cell.strip() for cell in lines[start].strip("|").split("|")]
     rows = {}
     for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
-        rows[cells[0].strip("`")] = dict(zip(header, cells, strict=True))
+        rows[line.strip("|").split("|")[0].strip().strip("`")] = line
     return rows
 
 
-def column_metric(column: str) -> str:
-    """The heldout_metrics.json key of a column title such as ``F MAE (meV/Å)``."""
-    return METRIC_COLUMNS[column.split(" (")[0]]
+def three_digits(value: float) -> str:
+    """A value to three significant digits, without an exponent (0.601, 7.26, 11.5, 1234)."""
+    decimals = max(0, 2 - math.floor(math.log10(abs(value)))) if value else 2
+    return f"{value:.{decimals}f}"
+
+
+def error_row(name: str, metrics: dict) -> str:
+    """The README row of a model from its heldout_metrics.json (meV units; – where absent)."""
+    cells = [f"`{name}`", f"{metrics['num_frames']:,}"]
+    for quantity in ("energy_per_atom", "forces", "stress"):
+        for statistic in ("mae", "rmse"):
+            value = metrics.get(f"{quantity}_{statistic}")
+            cells.append("–" if value is None else three_digits(value))
+    return "| " + " | ".join(cells) + " |"
+
+
+def test_error_rows_round_to_three_significant_digits():
+    metrics = {"num_frames": 1400, "energy_per_atom_mae": 0.60107, "energy_per_atom_rmse": 1.1678,
+               "forces_mae": 30.4997, "forces_rmse": 1234.5}  # fmt: skip
+    assert error_row("m", metrics) == "| `m` | 1,400 | 0.601 | 1.17 | 30.5 | 1234 | – | – |"
 
 
 def test_readme_error_table_matches_heldout_metrics_files():
@@ -312,20 +318,11 @@ def test_readme_error_table_matches_heldout_metrics_files():
     assert sorted(rows) == sorted(entry.name for entry in shipped)
     for entry in shipped:
         metrics_file = (entry.root / entry.file).parent / "heldout_metrics.json"
-        metrics = json.loads(metrics_file.read_text())
-        row = rows[entry.name]
-        assert int(row["test frames"].replace(",", "")) == metrics["num_frames"]
-        for column, shown in row.items():
-            if " (meV" not in column:
-                continue
-            key = column_metric(column)
-            if key not in metrics:
-                assert shown == "–", f"{entry.name} {column}: no {key} in the file"
-                continue
-            decimals = len(shown.split(".")[1]) if "." in shown else 0
-            assert math.isclose(float(shown), metrics[key], abs_tol=0.5 * 10**-decimals), (
-                f"{entry.name} {column}: README {shown}, heldout_metrics.json {metrics[key]}"
-            )
+        expected = error_row(entry.name, json.loads(metrics_file.read_text()))
+        assert rows[entry.name] == expected, (
+            f"README.md's held-out row of {entry.name} differs from {metrics_file}; "
+            f"write:\n{expected}"
+        )
 
 
 # ----- links -------------------------------------------------------------------------------
