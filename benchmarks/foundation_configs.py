@@ -1,10 +1,18 @@
-"""The two foundation-model architectures at their published sizes, and the timed cells.
+"""The timed model specs (reference builder arguments) and the cell each is timed on.
 
 Imported by both sides of ``foundation_timing.py`` (our venv and the reference venv), so it
-needs only numpy and ASE. The builder arguments are those of the nequip.net ``NequIP-OAM-L``
-and ``Allegro-OAM-L`` configs (``/work/shared/reference/foundation_models.md``); the weights
-are random (seeded), the 89 type names, per-type shifts (OMat24 isolated-atom energies) and
-per-type scales ("MPTrj per-type forces RMS sqrt", Ne = Ar = 0) are the published values.
+needs only numpy and ASE. Two kinds of spec:
+
+- foundation sizes: the builder arguments of the nequip.net ``NequIP-OAM-L`` and
+  ``Allegro-OAM-L`` configs (``/work/shared/reference/foundation_models.md``); random (seeded)
+  weights, the published 89 type names, per-type shifts (OMat24 isolated-atom energies) and
+  scales ("MPTrj per-type forces RMS sqrt", Ne = Ar = 0); float32; timed on rattled
+  (Mg,Co,Ni,Zn)O rocksalt cells.
+- tutorial sizes (``TUTORIAL``), one type Cu, r_max 5, each in float32 and float64 (names end
+  in ``-float32`` / ``-float64``): Allegro with l_max 2 or 1, 2 layers, 64 scalar / 32 tensor
+  features and the other settings of nequip-allegro's ``configs/tutorial.yaml`` (the model of
+  ``/work/shared/reference/baselines.md``); NequIP with 3 layers, l_max 1, 32 features; timed on
+  rattled fcc Cu cells (a = 3.61 A, 4 n^3 atoms).
 """
 
 from __future__ import annotations
@@ -49,6 +57,37 @@ MODELS = {
     },
 }  # fmt: skip
 
+_TUTORIAL_SHARED = {
+    "seed": 456, "type_names": ["Cu"], "r_max": 5.0, "avg_num_neighbors": 42.0,
+    "per_type_energy_scales": 1.0, "per_type_energy_shifts": 0.0,
+}  # fmt: skip
+_TUTORIAL_ALLEGRO = {
+    "_target_": "allegro.model.AllegroModel", **_TUTORIAL_SHARED, "parity": True,
+    "num_layers": 2, "num_scalar_features": 64, "num_tensor_features": 32,
+    "radial_chemical_embed": {"_target_": "allegro.nn.TwoBodyBesselScalarEmbed",
+                              "num_bessels": 8, "bessel_trainable": False,
+                              "polynomial_cutoff_p": 6},
+    "radial_chemical_embed_dim": 64, "scalar_embed_mlp_hidden_layers_depth": 1,
+    "scalar_embed_mlp_hidden_layers_width": 64, "allegro_mlp_hidden_layers_depth": 1,
+    "allegro_mlp_hidden_layers_width": 64, "readout_mlp_hidden_layers_depth": 1,
+    "readout_mlp_hidden_layers_width": 64, "tp_path_channel_coupling": True,
+}  # fmt: skip
+TUTORIAL = {
+    "Allegro-l2": {**_TUTORIAL_ALLEGRO, "l_max": 2},
+    "Allegro-l1": {**_TUTORIAL_ALLEGRO, "l_max": 1},
+    "NequIP-l1": {"_target_": "nequip.model.NequIPGNNModel", **_TUTORIAL_SHARED,
+                  "num_layers": 3, "l_max": 1, "parity": True, "num_features": 32},
+}  # fmt: skip
+MODELS.update(
+    {
+        f"{name}-{dtype}": {**spec, "model_dtype": dtype}
+        for name, spec in TUTORIAL.items()
+        for dtype in ("float32", "float64")
+    }
+)
+FCC_CU_A = 3.61  # Angstrom
+FCC_RATTLE = 0.02  # Angstrom
+
 # rocksalt high-entropy oxide (Mg,Co,Ni,Zn)O, a = 4.22 A (0.107 atoms/A^3)
 ROCKSALT_A = 4.22  # Angstrom
 CATIONS = ("Mg", "Co", "Ni", "Zn")
@@ -86,54 +125,101 @@ def oxide_cell(n_atoms: int):
     return atoms
 
 
+def fcc_cu_cell(n_atoms: int):
+    """A rattled (0.02 A, seeded) cubic fcc Cu supercell of 4 n^3 atoms, n = round((N/4)^(1/3))."""
+    from ase.build import bulk
+
+    repeat = max(1, round((n_atoms / 4) ** (1 / 3)))
+    atoms = bulk("Cu", "fcc", a=FCC_CU_A, cubic=True) * repeat
+    atoms.rattle(FCC_RATTLE, seed=0)
+    return atoms
+
+
+def cell(name: str, n_atoms: int):
+    """The structure model ``name`` is timed on: fcc Cu (tutorial sizes) or the oxide."""
+    return fcc_cu_cell(n_atoms) if MODELS[name]["type_names"] == ["Cu"] else oxide_cell(n_atoms)
+
+
 def perturbations(n_atoms: int, calls: int) -> np.ndarray:
     """The position offsets (uniform in +-1e-3 A) of each call; the same for every calculator."""
     return np.random.default_rng(1).uniform(-1e-3, 1e-3, (calls, n_atoms, 3))
 
 
-def serve(calculator, atoms, calls: int) -> None:
+def serve(calculator, calls: int, phases=None) -> None:
     """Answer timing requests on stdin, one JSON line each on stdout (a worker's loop).
 
-    Requests: ``energy`` (results at the unperturbed positions), ``call K`` (one
+    Requests: ``load PATH`` (the cell to work on, an ASE file; replaces the previous one),
+    ``energy`` (results at the unperturbed positions), ``call K`` (one
     ``get_forces()`` + ``get_stress()`` at the positions of call K: wall and thread-CPU
-    seconds), ``rss`` (peak resident memory of this process, MiB), ``quit``. Anything else a
-    library prints goes to stderr, so stdout carries only the answers.
+    seconds), ``md K`` (K more ASE ``VelocityVerlet`` steps of 1 fs, started at the
+    unperturbed positions with 300 K Maxwell-Boltzmann velocities, seeded: seconds for all K),
+    ``rss`` (peak resident memory of this process, MiB), ``quit``. With ``phases`` (an object
+    with ``reset()`` and ``totals()``, e.g. our calculator's phase timer) the ``call`` and
+    ``md`` replies carry its totals too. Anything else a library prints goes to stderr, so
+    stdout carries only the answers.
     """
     import os
     import resource
     import sys
     import time
 
+    import ase.io
+
     answer = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    base = atoms.positions.copy()
-    offsets = perturbations(len(atoms), calls)
-    atoms.calc = calculator
     answer.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin:
         request = line.split()
         if not request or request[0] == "quit":
             break
-        if request[0] == "energy":
+        if request[0] == "load":
+            atoms = ase.io.read(request[1])
+            base = atoms.positions.copy()
+            offsets = perturbations(len(atoms), calls)
+            atoms.calc = calculator
+            dynamics = None
+            reply = {"N": len(atoms)}
+        elif request[0] == "energy":
             atoms.positions = base
             reply = {
                 "energy": float(atoms.get_potential_energy()),
                 "forces": atoms.get_forces().tolist(),
                 "stress": atoms.get_stress().tolist(),
             }
-        elif request[0] == "call":
-            atoms.positions = base + offsets[int(request[1])]
+        elif request[0] in ("call", "md"):
+            if request[0] == "md" and dynamics is None:
+                dynamics = _velocity_verlet(atoms, base)
+            elif request[0] == "call":
+                atoms.positions = base + offsets[int(request[1])]
+            if phases is not None:
+                phases.reset()
             wall, cpu, process = time.perf_counter(), time.thread_time(), time.process_time()
-            atoms.get_forces()
-            atoms.get_stress()
+            if request[0] == "md":
+                dynamics.run(int(request[1]))
+            else:
+                atoms.get_forces()
+                atoms.get_stress()
             reply = {
                 "wall": time.perf_counter() - wall,
                 "cpu": time.thread_time() - cpu,
                 "process_cpu": time.process_time() - process,
             }
+            if phases is not None:
+                reply["phases"] = phases.totals()
         elif request[0] == "rss":
             reply = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         else:
             reply = {"error": f"unknown request {line.strip()!r}"}
         answer.write(json.dumps(reply) + "\n")
+
+
+def _velocity_verlet(atoms, positions: np.ndarray):
+    """ASE VelocityVerlet (1 fs) from ``positions`` with seeded 300 K velocities."""
+    from ase import units
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.verlet import VelocityVerlet
+
+    atoms.positions = positions
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    return VelocityVerlet(atoms, timestep=1.0 * units.fs)

@@ -5,7 +5,7 @@ Runs ONLY with the interpreter of the reference venv (nequip 0.19 + nequip-alleg
     /work/refvenv/bin/python benchmarks/foundation_reference.py build NequIP-OAM-L
     /work/refvenv/bin/python benchmarks/foundation_reference.py compile NequIP-OAM-L
     /work/refvenv/bin/python benchmarks/foundation_reference.py worker NequIP-OAM-L \
-        --kind eager --structure cell.traj --calls 10
+        --kind eager --calls 10
 
 ``build`` instantiates the builder of ``foundation_configs.MODELS[NAME]`` (random, seeded
 weights) and writes ``kwargs.json`` and ``state_dict.pt`` (tensors only, the GraphModel's own
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from foundation_configs import MODELS, model_key, oxide_cell, serve  # noqa: E402
+from foundation_configs import MODELS, cell, model_key, serve  # noqa: E402
 
 DEFAULT_CACHE = Path(os.environ.get("ALLEGRO_ASE_BENCH_CACHE", "~/.cache/allegro-ase-bench"))
 
@@ -115,7 +115,7 @@ def compile_aoti(name: str, cache: Path, n_atoms: int) -> None:
     dims = {"graph": "num_frames", "node": "num_nodes", "edge": "num_edges"}
     batch_map = {k: _parse_bounds_to_Dim(dim, "2,inf") for k, dim in dims.items()}
     batch_map = target["batch_map_settings"](batch_map)
-    data = target["data_settings"](calc.atoms_to_data(oxide_cell(n_atoms)))
+    data = target["data_settings"](calc.atoms_to_data(cell(name, n_atoms)))
     metadata[NEQUIP_AOTI_INPUTS_KEY] = serialize_aoti_keys(target["input"])
     metadata[NEQUIP_AOTI_OUTPUTS_KEY] = serialize_aoti_keys(target["output"])
     configs = {_AOT_METADATA_KEY: {k: str(v) for k, v in metadata.items()}}
@@ -139,9 +139,9 @@ def main() -> None:
     parser.add_argument("name", choices=sorted(MODELS))
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--kind", choices=["eager", "aoti"], default="eager")
-    parser.add_argument("--structure", type=Path, help="an ASE .traj file (worker)")
     parser.add_argument("--calls", type=int, default=0, help="timed + warm-up calls (worker)")
-    parser.add_argument("--trace-atoms", type=int, default=24, help="cell size for the export")
+    parser.add_argument("--trace-atoms", type=int, default=24,
+                        help="cell size for the export (fcc Cu: 32 atoms)")  # fmt: skip
     args = parser.parse_args()
     cache = args.cache.expanduser()
     if args.step == "build":
@@ -149,12 +149,10 @@ def main() -> None:
     elif args.step == "compile":
         compile_aoti(args.name, cache, args.trace_atoms)
     else:
-        import ase.io
         import torch
 
         torch.set_num_threads(1)
-        calc = calculator(args.name, args.kind, cache)
-        serve(calc, ase.io.read(args.structure), args.calls)
+        serve(calculator(args.name, args.kind, cache), args.calls)
 
 
 if __name__ == "__main__":

@@ -1,28 +1,35 @@
-"""Time the foundation-sized models: ours vs the reference eager module and its AOTI export.
+"""Time a model spec: ours vs the reference eager module and its AOTI export, same weights.
 
-NequIP-OAM-L and Allegro-OAM-L at their published sizes (``foundation_configs.py``: 89 types,
-float32, random seeded weights, ~9.6 M / 9.7 M parameters) on rattled (Mg,Co,Ni,Zn)O rocksalt
-cells, 1 torch thread. The reference model is built once in the reference venv and cached
+The specs are those of ``foundation_configs.py``: NequIP-OAM-L and Allegro-OAM-L at their
+published sizes (89 types, float32, random seeded weights, ~9.6 M / 9.7 M parameters) on
+rattled (Mg,Co,Ni,Zn)O rocksalt cells, and the tutorial-size Allegro (l_max 2 or 1) and NequIP
+(``Allegro-l2-float32``, ..., ``NequIP-l1-float64``) on rattled fcc Cu cells; 1 torch thread.
+The reference model is built once in the reference venv and cached
 (``kwargs.json`` + ``state_dict.pt``, and the AOTInductor export ``model.nequip.pt2``; see
 ``foundation_reference.py``); ours is rebuilt from the same weights with
 ``allegro_ase.nequip_files.model_from_reference`` and wrapped in ``AllegroCalculator``.
 
-Each (model, size) case starts three worker processes (reference eager ``NequIPCalculator``,
-ours, reference AOTI ``NequIPCalculator``), so each one's peak RSS is its own. Their results
-at the unperturbed positions are compared first (|dE| must be < 1e-3 eV); then every call
+Each model starts three worker processes (``bench_workers.py``: reference eager
+``NequIPCalculator``, ours, reference AOTI ``NequIPCalculator``), so each one's peak RSS is its
+own; they are kept for all sizes, in ascending order. At each size their results at the
+unperturbed positions are compared first (|dE| must be < 1e-3 eV); then every call
 (``get_forces()`` + ``get_stress()``, one calculation, positions moved by <= 1e-3 A, the
 same for all three) goes round the three workers in turn: warm-ups, then timed rounds.
 ``--sequential`` runs the three processes one after the other instead (large cells, whose
 ~10 GiB peaks should not coincide). Wall and thread-CPU time (``time.thread_time()``, less
 sensitive to a loaded machine) are recorded. The reference eager Allegro is skipped when its
-predicted memory exceeds ``--max-eager-gib`` (it materialises ~1 MiB per edge at l_max 3).
-Prints a markdown table and, with >= 2 sizes, an estimate of our memory per edge and atom.
+predicted memory exceeds ``--max-eager-gib`` (it materialises ~1 MiB per edge at l_max 3), and
+any reference eager model above ``--max-eager-atoms`` (time). Prints a markdown table and,
+with >= 2 sizes, a fit of each side's peak memory per edge and atom.
+``md_step_timing.py`` times MD steps with the same workers.
 
 Usage (our venv; the reference venv's python is ``--reference-python``)::
 
     python benchmarks/foundation_timing.py --sizes 24 100 --repeats 5
     python benchmarks/foundation_timing.py --sizes 500 --warmup 1 --repeats 2 --sequential
     python benchmarks/foundation_timing.py --profile --models NequIP-OAM-L --sizes 100
+    python benchmarks/foundation_timing.py --models Allegro-l2-float32 NequIP-l1-float32 \
+        --sizes 108 500 2048 --max-eager-atoms 500
 """
 
 from __future__ import annotations
@@ -31,7 +38,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,133 +45,109 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from foundation_configs import MODELS, model_key, oxide_cell, serve  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_workers import (  # noqa: E402
+    Worker,
+    add_common_arguments,
+    count_edges,
+    our_calculator,
+    prepare,
+    worker_commands,
+)
+from foundation_configs import MODELS, cell  # noqa: E402
 
-DEFAULT_CACHE = Path(os.environ.get("ALLEGRO_ASE_BENCH_CACHE", "~/.cache/allegro-ase-bench"))
 ENERGY_TOLERANCE = 1e-3  # eV, ours vs reference eager, float32
 GIB = 1024**3
-
-
-def our_calculator(name: str, cache: Path):
-    """``AllegroCalculator`` around our rebuild of the cached reference weights."""
-    import torch
-
-    from allegro_ase import AllegroCalculator
-    from allegro_ase.nequip_files import model_from_reference
-
-    folder = cache / model_key(name)
-    kwargs = json.loads((folder / "kwargs.json").read_text())
-    state = torch.load(folder / "state_dict.pt", weights_only=True)
-    return AllegroCalculator(model_from_reference(kwargs, state, "model.func."), device="cpu")
-
-
-def count_edges(atoms, r_max: float) -> int:
-    from allegro_ase.neighbors import neighbor_list
-
-    return int(neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, r_max)[0].shape[1])
+FOUNDATION_MODELS = ["NequIP-OAM-L", "Allegro-OAM-L"]
 
 
 def eager_allegro_gib(kwargs: dict, edges: int) -> float:
     """Predicted extra memory of the reference eager Allegro: its contraction materialises a
-    float32 ``[edges, tensor_features, d, d, d]`` product (d = (l_max + 1)^2), ~2 alive."""
+    ``[edges, tensor_features, d, d, d]`` product (d = (l_max + 1)^2), ~2 alive."""
     d = (kwargs["l_max"] + 1) ** 2
-    return 2 * edges * kwargs["num_tensor_features"] * d**3 * 4 / GIB
+    itemsize = 8 if kwargs["model_dtype"] == "float64" else 4
+    return 2 * edges * kwargs["num_tensor_features"] * d**3 * itemsize / GIB
 
 
-class Worker:
-    """A timing worker process (``foundation_configs.serve``) and its pipe."""
+def model_cells(name: str, sizes: list[int], args, logs: Path) -> list[dict]:
+    """One row per size (ascending): the cell written to ``logs``, its edges, eager skipped?"""
+    import ase.io
 
-    def __init__(self, label: str, command: list[str], log: Path):
-        self.label, self.log = label, log
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("w"),
-            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
-        )  # fmt: skip
-        self.walls: list[float] = []
-        self.cpus: list[float] = []
-        self.process_cpus: list[float] = []
-
-    def ask(self, request: str) -> dict:
-        if request:
-            self.process.stdin.write(request + "\n")
-            self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        if not line:
-            tail = self.log.read_text()[-3000:]
-            raise RuntimeError(f"worker {self.label} died (log {self.log}):\n{tail}")
-        return json.loads(line)
-
-    def close(self) -> float:
-        rss = self.ask("rss")["peak_rss_mib"]
-        self.ask_quit()
-        return rss
-
-    def ask_quit(self) -> None:
-        self.process.stdin.write("quit\n")
-        self.process.stdin.close()
-        self.process.wait()
+    kwargs, rows = MODELS[name], []
+    for n_atoms in sorted(sizes):
+        atoms = cell(name, n_atoms)
+        structure = logs / f"{name}-{len(atoms)}.traj"
+        ase.io.write(structure, atoms)
+        edges = count_edges(atoms, kwargs["r_max"])
+        row = {"model": name, "N": len(atoms), "edges": edges,
+               "formula": atoms.get_chemical_formula(), "structure": str(structure)}  # fmt: skip
+        allegro = "num_tensor_features" in kwargs
+        predicted = eager_allegro_gib(kwargs, edges) if allegro else 0.0
+        if predicted > args.max_eager_gib:
+            row["eager_skipped"] = f"not run: predicted +{predicted:.0f} GiB > --max-eager-gib"
+        elif args.max_eager_atoms is not None and len(atoms) > args.max_eager_atoms:
+            row["eager_skipped"] = "not run: N > --max-eager-atoms"
+        rows.append(row)
+    return rows
 
 
-def worker_commands(name, structure, calls, args, skip_eager) -> dict[str, list[str]]:
-    ref = [args.reference_python, str(HERE / "foundation_reference.py"), "worker", name,
-           "--cache", str(args.cache), "--structure", str(structure), "--calls", str(calls)]  # fmt: skip
-    ours = [sys.executable, __file__, "--worker", name, "--cache", str(args.cache),
-            "--structure", str(structure), "--calls", str(calls)]  # fmt: skip
-    commands = {"ref-eager": ref + ["--kind", "eager"], "ours": ours}
-    if (args.cache / model_key(name) / "model.nequip.pt2").is_file():
-        commands["ref-AOTI"] = ref + ["--kind", "aoti"]
-    if skip_eager:
-        commands.pop("ref-eager")
-    return commands
-
-
-def time_workers(workers: dict[str, Worker], calls: int, warmup: int) -> dict[str, dict]:
-    """Start, check, time and close ``workers`` together: every call goes round all of them."""
+def time_cell(workers: dict[str, Worker], structure: str, calls: int, warmup: int) -> dict:
+    """Load ``structure`` in every worker, get its results, then time calls round-robin."""
     for worker in workers.values():
-        worker.ask("")  # wait for "ready"
-    results = {k: w.ask("energy") for k, w in workers.items()}
+        worker.ask(f"load {structure}")
+    results = {label: worker.ask("energy") for label, worker in workers.items()}
+    timing = {label: {"wall_ms": [], "cpu_ms": [], "process_cpu_ms": []} for label in workers}
+    labels = list(workers)
     for call in range(calls):
-        order = list(workers.values())
-        order = order[call % len(order) :] + order[: call % len(order)]  # rotate who goes first
-        for worker in order:
-            reply = worker.ask(f"call {call}")
+        first = call % len(labels)  # rotate who goes first
+        for label in labels[first:] + labels[:first]:
+            reply = workers[label].ask(f"call {call}")
             if call >= warmup:
-                worker.walls.append(reply["wall"])
-                worker.cpus.append(reply["cpu"])
-                worker.process_cpus.append(reply["process_cpu"])
+                for key in ("wall", "cpu", "process_cpu"):
+                    timing[label][f"{key}_ms"].append(1e3 * reply[key])
     for label, worker in workers.items():
-        results[label]["timing"] = {
-            "wall_ms": [1e3 * t for t in worker.walls], "cpu_ms": [1e3 * t for t in worker.cpus],
-            "process_cpu_ms": [1e3 * t for t in worker.process_cpus],
-            "peak_rss_mib": worker.close(),
-        }  # fmt: skip
+        timing[label]["peak_rss_mib"] = worker.ask("rss")["peak_rss_mib"]
+        results[label]["timing"] = timing[label]
     return results
 
 
-def run_case(name: str, n_atoms: int, args, logs: Path) -> dict:
-    """Time one (model, size); with ``args.sequential`` one worker process at a time."""
-    import ase.io
+def run_model(name: str, sizes: list[int], args, logs: Path) -> list[dict]:
+    """Time ``name`` at every size, each worker process kept across the sizes (ascending).
 
-    atoms = oxide_cell(n_atoms)
-    structure = logs / f"cell-{len(atoms)}.traj"
-    ase.io.write(structure, atoms)
-    kwargs = MODELS[name]
-    edges = count_edges(atoms, kwargs["r_max"])
-    row = {"model": name, "N": len(atoms), "edges": edges, "formula": atoms.get_chemical_formula()}
-    predicted = eager_allegro_gib(kwargs, edges) if "l_max" in kwargs else 0.0
-    skip_eager = predicted > args.max_eager_gib
-    if skip_eager:
-        row["eager_skipped"] = f"predicted +{predicted:.0f} GiB > --max-eager-gib"
+    With ``args.sequential`` one worker at a time. The reference eager worker is closed at the
+    first size it skips (the larger ones skip it too).
+    """
+    rows = model_cells(name, sizes, args, logs)
     calls = args.warmup + args.repeats
-    start = time.perf_counter()
-    commands = worker_commands(name, structure, calls, args, skip_eager)
+    commands = worker_commands(name, calls, args)
     groups = [[k] for k in commands] if args.sequential else [list(commands)]
-    results = {}
+    results: list[dict] = [{} for _ in rows]
     for group in groups:
         workers = {k: Worker(k, commands[k], logs / f"{name}-{k}.log") for k in group}
-        results.update(time_workers(workers, calls, args.warmup))
+        try:
+            for row, result in zip(rows, results, strict=True):
+                if "eager_skipped" in row and "ref-eager" in workers:
+                    workers.pop("ref-eager").close()
+                if not workers:
+                    break
+                start = time.perf_counter()
+                result.update(time_cell(workers, row["structure"], calls, args.warmup))
+                row["case_wall_s"] = row.get("case_wall_s", 0.0) + time.perf_counter() - start
+                print(f"{name} N={row['N']} {list(workers)}: {time.perf_counter() - start:.0f} s",
+                      flush=True)  # fmt: skip
+        finally:
+            for worker in workers.values():
+                worker.close()
+    for row, result in zip(rows, results, strict=True):
+        check_row(row, result)
+        row["energy_eV"] = result["ours"]["energy"]
+        row.update({label: side["timing"] for label, side in result.items()})
+        row["sequential"] = args.sequential
+    return rows
+
+
+def check_row(row: dict, results: dict) -> None:
+    """Compare the sides' results at the unperturbed positions; print and record them."""
     row["check"] = {
         f"{a} vs {b}": differences(results[a], results[b])
         for a, b in (("ours", "ref-eager"), ("ref-AOTI", "ref-eager"), ("ours", "ref-AOTI"))
@@ -173,13 +155,9 @@ def run_case(name: str, n_atoms: int, args, logs: Path) -> dict:
     }
     for pair, d in row["check"].items():
         verdict = "ok" if d["dE"] < ENERGY_TOLERANCE else f"FAIL (> {ENERGY_TOLERANCE} eV)"
-        print(f"{name} N={len(atoms)} {pair}: |dE| {d['dE']:.1e} eV, max |dF| {d['dF']:.1e} "
-              f"eV/A, max |dstress| {d['dstress']:.1e} eV/A^3: {verdict}", flush=True)  # fmt: skip
-    row["energy_eV"] = results["ours"]["energy"]
-    row.update({label: result["timing"] for label, result in results.items()})
-    row["case_wall_s"] = time.perf_counter() - start
-    row["sequential"] = args.sequential
-    return row
+        print(f"{row['model']} N={row['N']} {pair}: |dE| {d['dE']:.1e} eV, max |dF| "
+              f"{d['dF']:.1e} eV/A, max |dstress| {d['dstress']:.1e} eV/A^3: {verdict}",
+              flush=True)  # fmt: skip
 
 
 def differences(a: dict, b: dict) -> dict:
@@ -222,89 +200,73 @@ def print_table(rows: list[dict]) -> None:
 
 
 def memory_fit(rows: list[dict], budget_gib: float = 24.0) -> None:
-    """Estimate: our peak RSS linear in edges, from the measured sizes (>= 2)."""
+    """Estimate, per model and side: peak RSS linear in edges, over the measured sizes (>= 2)."""
     for name in dict.fromkeys(r["model"] for r in rows):
-        own = [r for r in rows if r["model"] == name]
-        if len(own) < 2:
-            continue
-        edges = np.array([r["edges"] for r in own], float)
-        rss = np.array([r["ours"]["peak_rss_mib"] for r in own])
-        slope, offset = np.polyfit(edges, rss, 1)
-        per_atom = {r["N"]: slope * r["edges"] / r["N"] for r in own}
-        max_edges = (budget_gib * 1024 - offset) / slope
-        max_atoms = max_edges / (own[-1]["edges"] / own[-1]["N"])
-        print(f"{name} (estimate, linear fit of our peak RSS in edges over N = "
-              f"{[r['N'] for r in own]}): {offset:.0f} MiB + {1024 * slope:.1f} KiB/edge; "
-              + ", ".join(f"{v:.2f} MiB/atom at N={k}" for k, v in per_atom.items())
-              + f"; {budget_gib:.0f} GiB holds ~{max_edges:.2e} edges = ~{max_atoms:.0f} atoms "
-              "of this oxide")  # fmt: skip
+        for side in ("ours", "ref-AOTI", "ref-eager"):
+            own = [r for r in rows if r["model"] == name and side in r]
+            if len(own) < 2:
+                continue
+            edges = np.array([r["edges"] for r in own], float)
+            rss = np.array([r[side]["peak_rss_mib"] for r in own])
+            slope, offset = np.polyfit(edges, rss, 1)
+            per_atom = ", ".join(f"{1024 * slope * r['edges'] / r['N']:.0f} KiB/atom at "
+                                 f"N={r['N']}" for r in own)  # fmt: skip
+            max_edges = (budget_gib * 1024 - offset) / slope
+            max_atoms = max_edges / (own[-1]["edges"] / own[-1]["N"])
+            print(f"{name} {side} (estimate, linear fit of peak RSS in edges over N = "
+                  f"{[r['N'] for r in own]}): {offset:.0f} MiB + {1024 * slope:.2f} KiB/edge; "
+                  f"{per_atom}; {budget_gib:.0f} GiB holds ~{max_edges:.2e} edges = "
+                  f"~{max_atoms:.0f} atoms of this structure")  # fmt: skip
 
 
-def prepare(name: str, args) -> None:
-    """Build (and AOTI-compile) the reference model once; reuse the cache afterwards."""
-    folder = args.cache / model_key(name)
-    step = [args.reference_python, str(HERE / "foundation_reference.py")]
-    if not (folder / "state_dict.pt").is_file():
-        subprocess.run([*step, "build", name, "--cache", str(args.cache)], check=True)
-    if args.compile and not (folder / "model.nequip.pt2").is_file():
-        log = folder / "compile.log"
-        print(f"{name}: AOTI export (log {log}) ...", flush=True)
-        with log.open("w") as out:
-            done = subprocess.run([*step, "compile", name, "--cache", str(args.cache)],
-                                  stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-        if done.returncode:
-            print(f"{name}: AOTI export FAILED; timing eager only. Last lines of {log}:\n"
-                  + "\n".join(log.read_text().splitlines()[-15:]))  # fmt: skip
+def profile(name: str, n_atoms: int, cache: Path, calls: int = 3, rows: int = 12) -> None:
+    """torch.profiler table of ``calls`` of our calls (forward + backward), top ops by self CPU.
 
-
-def profile(name: str, n_atoms: int, cache: Path, rows: int = 10) -> None:
-    """torch.profiler table of one of our calls (forward + backward), top ops by self CPU."""
+    The profiler's "CPU" times are wall-clock durations of the ops; the thread-CPU time of the
+    profiled calls is printed beside them (on a loaded machine the two differ).
+    """
     import torch
     from torch.profiler import ProfilerActivity
 
-    atoms = oxide_cell(n_atoms)
+    atoms = cell(name, n_atoms)
     atoms.calc = our_calculator(name, cache)
     for offset in (1e-3, 2e-3):
         atoms.positions[0, 0] += offset
         atoms.get_forces()
-    atoms.positions[0, 0] += 1e-3
+    wall, cpu = time.perf_counter(), time.thread_time()
     with torch.profiler.profile(activities=[ProfilerActivity.CPU]) as prof:
-        atoms.get_forces()
-        atoms.get_stress()
-    print(f"# {name}, N = {len(atoms)}, one get_forces() + get_stress(), top {rows} by self CPU")
+        for _ in range(calls):
+            atoms.positions[0, 0] += 1e-3
+            atoms.get_forces()
+            atoms.get_stress()
+    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    print(f"# {name}, N = {len(atoms)}, {calls} x get_forces() + get_stress(): "
+          f"{1e3 * wall / calls:.0f} ms wall, {1e3 * cpu / calls:.0f} ms thread-CPU per call; "
+          f"top {rows} ops by self time")  # fmt: skip
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=FOUNDATION_MODELS, choices=list(MODELS))
     parser.add_argument("--sizes", type=int, nargs="+", default=[24, 100, 500])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    parser.add_argument("--reference-python", default="/work/refvenv/bin/python")
-    parser.add_argument("--no-compile", dest="compile", action="store_false",
-                        help="do not AOTI-export a model that has no cached export")  # fmt: skip
+    add_common_arguments(parser)
     parser.add_argument("--max-eager-gib", type=float, default=10.0,
                         help="skip the reference eager Allegro above this predicted memory")  # fmt: skip
+    parser.add_argument("--max-eager-atoms", type=int, default=None,
+                        help="skip the reference eager model above this many atoms (time)")  # fmt: skip
     parser.add_argument("--sequential", action="store_true",
                         help="one worker process at a time (large cells: memory)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--profile", action="store_true", help="profile ours instead of timing")
-    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--structure", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--calls", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.cache = args.cache.expanduser()
 
     import torch
 
     torch.set_num_threads(1)
-    if args.worker:
-        import ase.io
-
-        serve(our_calculator(args.worker, args.cache), ase.io.read(args.structure), args.calls)
-        return
     for name in args.models:
         prepare(name, args)
     if args.profile:
@@ -314,9 +276,8 @@ def main() -> None:
         return
     rows = []
     with tempfile.TemporaryDirectory(prefix="foundation-timing-") as tmp:
-        for size in args.sizes:
-            for name in args.models:
-                row = run_case(name, size, args, Path(tmp))
+        for name in args.models:
+            for row in run_model(name, args.sizes, args, Path(tmp)):
                 rows.append(row)
                 print(json.dumps({k: v for k, v in row.items() if k in
                                   ("model", "N", "edges", "check", "case_wall_s", "eager_skipped")}),
