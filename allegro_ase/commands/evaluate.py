@@ -14,7 +14,14 @@ import importlib.util
 import math
 from collections.abc import Mapping
 
-from .common import CommandError, add_model_flags, load_calculator, progress_bar, read_frames
+from .common import (
+    CommandError,
+    add_model_flags,
+    load_calculator,
+    progress_bar,
+    read_frames,
+    write_frames,
+)
 
 # quantity -> (unit of the table, factor from the eV-based value)
 UNITS = {"energy_per_atom": ("meV/atom", 1e3), "forces": ("meV/Å", 1e3), "stress": ("meV/Å³", 1e3)}
@@ -53,8 +60,8 @@ def eval_command(args: argparse.Namespace) -> int:
 
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise CommandError("--plot needs matplotlib: pip install 'allegro-ase[plot]'.")
-    calc = load_calculator(args)
     frames = [atoms for path in args.files for atoms in read_frames(path)]
+    calc = load_calculator(args)
     predicted = []
     with progress_bar(len(frames), "eval", args.quiet, unit="frame") as bar:
         for atoms in frames:
@@ -70,8 +77,6 @@ def eval_command(args: argparse.Namespace) -> int:
     else:
         print("no reference labels in the input: predictions only")
     if args.out:
-        from .common import write_frames
-
         write_frames(args.out, predicted)
         print(f"predictions: {args.out}")
     if args.plot and pairs:
@@ -83,6 +88,8 @@ def eval_command(args: argparse.Namespace) -> int:
             args.plot,
         )
         print(f"parity plot: {args.plot}")
+    elif args.plot:
+        print("no parity plot: the input has no labels")
     return 0
 
 
