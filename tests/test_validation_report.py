@@ -21,8 +21,8 @@ from allegro_ase.zoo import list_models
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 from evaluate_model import heldout_metrics  # noqa: E402
-from validate_model import BEGIN, END, parse_block  # noqa: E402
 from validation_metals import cubic_elastic_constants, equation_of_state  # noqa: E402
+from validation_report import BEGIN, END, parse_block  # noqa: E402
 
 from allegro_ase.datasets import read_hdf5  # noqa: E402
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from ase import units
 from ase.build import bulk, fcc100, fcc111
+from ase.calculators.emt import EMT
 from ase.eos import EquationOfState
 from ase.optimize import BFGS
 from ase.phonons import Phonons
@@ -22,10 +23,13 @@ from ase.phonons import Phonons
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 sys.path.insert(0, str(ROOT / "tools"))
+from check_barriers import PROCESSES  # noqa: E402
 from make_emt_dataset import emt_lattice_constant  # noqa: E402
 from neb_au_on_al100 import neb_barrier  # noqa: E402
+from validation_report import Row, summary  # noqa: E402
 
 MakeCalc = Callable[[], object]
+METALS = ("Al", "Cu", "Ag", "Au")
 J_PER_M2 = units.J / units.m**2  # eV/Å² in one J/m²
 EV_TO_THZ = units._e / units._hplanck / 1e12  # frequency (THz) of a quantum of one eV
 ELASTIC_STRAIN = 0.005  # ± strain of the finite differences for C11, C12, C44
@@ -179,3 +183,32 @@ def element_properties(element: str, make_calc: MakeCalc) -> dict[str, float]:
     for point, frequency in phonon_frequencies(element, a0, make_calc).items():
         values[f"phonon {point} (THz)"] = frequency
     return values
+
+
+def metals_rows(model: MakeCalc, hop_in_data: bool) -> tuple[list[Row], list[str]]:
+    """Rows of every element and the Au hop on Al(100), model against EMT, and notes.
+
+    ``hop_in_data``: whether the model's training data hold adatom hop paths (then the hop row
+    is not marked as a transfer test).
+    """
+    rows = []
+    for element in METALS:
+        reference, predicted = element_properties(element, EMT), element_properties(element, model)
+        for quantity, value in reference.items():
+            transfer = quantity.startswith("vacancy migration")
+            rows.append(Row(element, quantity, value, predicted[quantity], transfer))
+    make_endpoints, options = PROCESSES["Au hop on Al(100)"]
+    hop = [neb_barrier(*make_endpoints(), make, **options) for make in (EMT, model)]
+    rows.append(
+        Row("Au on Al(100)", "adatom hop barrier, NEB (eV)", *hop, transfer=not hop_in_data)
+    )
+    notes = [
+        summary(rows),
+        "† a process whose transition state is not in the training data: vacancy jumps "
+        + (
+            "(the hop row's paths are in the data, on a 3×3×4 slab)."
+            if hop_in_data
+            else "and the adatom hop."
+        ),
+    ]
+    return rows, notes
