@@ -37,10 +37,11 @@ BONDS = {
     "C-C ring, mean": [(k, (k + 1) % 6) for k in range(6)],
     "O-H": [(8, 9)],
 }
-# ring-ester torsion C2-C1-O-C(acetyl) (0-based 0, 1, 10, 11) and the acetoxy atoms it turns
+# ring-ester torsion C1-C2-O-C(=O) (0-based 0, 1, 10, 11; ring C1 carries the carboxyl, C2 the
+# ester O) and the acetoxy atoms it turns
 TORSION = (0, 1, 10, 11)
 ACETYL = (11, 12, 13, 14, 15, 16)
-ESTER = (1, 10, 11, 12)  # C1-O-C=O: about 180° in the training conformer (E ester)
+ESTER = (1, 10, 11, 12)  # C2-O-C=O: about 180° in the training conformer (E ester)
 SCAN_POINTS = 12
 SCAN_SUBSTEPS = 3  # 10° turns between relaxations: a rigid 30° turn can put a methyl H on an O
 SUBSTEP_FMAX = 0.05  # eV/Å
@@ -244,7 +245,7 @@ def scan_notes(reference: dict, predicted: dict, marks: list[str]) -> list[str]:
     profile = 1000 * (e_model - e_ref)
     intact = np.array([not mark for mark in marks]) & np.isfinite(profile)
     text = (
-        f"Torsion profile (ring-ester dihedral C2-C1-O-C, relaxed scan, {len(e_ref)} points, "
+        f"Torsion profile (ring-ester dihedral C1-C2-O-C(=O), relaxed scan, {len(e_ref)} points, "
         "energies above each method's relaxed molecule): "
     )
     if intact.any():

@@ -17,9 +17,9 @@ DIGITS = {"Å": 4, "GPa": 1, "J/m²": 3, "eV": 3, "THz": 2, "cm⁻¹": 0, "meV":
 
 
 def signed(value: float, digits: int) -> str:
-    """``value`` with a sign and ``digits`` decimals; one that rounds to zero is "+0.0", not "-0.0"."""
+    """``value`` with a sign and ``digits`` decimals; one that rounds to zero is "0.0", unsigned."""
     text = f"{value:+.{digits}f}"
-    return text.replace("-", "+") if float(text) == 0 else text
+    return text[1:] if float(text) == 0 else text
 
 
 @dataclass(frozen=True)
@@ -33,17 +33,23 @@ class Row:
     transfer: bool = False  # a process absent from the model's training data
 
     @property
-    def digits(self) -> int:
-        """Decimals printed, from the unit."""
-        return DIGITS[re.search(r"\(([^)]+)\)$", self.quantity).group(1)]
+    def unit(self) -> str:
+        """The unit, from the label."""
+        return re.search(r"\(([^)]+)\)$", self.quantity).group(1)
+
+    @property
+    def relative(self) -> float | None:
+        """(model - reference) / |reference| in %; None for energies in meV, which are
+        differences from an arbitrary zero (a conformer's energy, a point of a scan)."""
+        if self.unit == "meV" or self.reference == 0:
+            return None
+        return 100 * (self.model - self.reference) / abs(self.reference)
 
     def cells(self) -> list[str]:
         """Table cells: system, quantity, reference, model, difference, relative difference."""
-        d = self.digits
+        d = DIGITS[self.unit]
         diff = self.model - self.reference
-        relative = (
-            signed(100 * diff / abs(self.reference), 1) if abs(self.reference) > 1e-9 else "-"
-        )
+        relative = "-" if self.relative is None else signed(self.relative, 1)
         label = self.quantity + (" †" if self.transfer else "")
         values = [f"{self.reference:.{d}f}", f"{self.model:.{d}f}", signed(diff, d)]
         return [self.system, label, *values, relative]
@@ -51,14 +57,15 @@ class Row:
 
 def summary(rows: list[Row], threshold: float = 5.0) -> str:
     """A sentence naming the properties off by more than ``threshold`` % and the transfer rows."""
-    relative = [(100 * (r.model - r.reference) / abs(r.reference), r) for r in rows if r.reference]
     large = sorted(
-        (item for item in relative if abs(item[0]) >= threshold), key=lambda x: -abs(x[0])
+        ((r.relative, r) for r in rows if r.relative is not None and abs(r.relative) >= threshold),
+        key=lambda item: -abs(item[0]),
     )
     text = (
-        f"{len(large)} of {len(rows)} properties differ from the reference by {threshold:.0f} % or more"
+        f"{len(large)} of {len(rows)} properties differ from the reference by "
+        f"{threshold:.0f} % or more"
         + (
-            ": " + ", ".join(f"{r.system} {r.quantity.split(' (')[0]} {v:+.1f} %" for v, r in large)
+            ": " + ", ".join(f"{r.system} {r.quantity.split(' (')[0]} {v:+.1f}%" for v, r in large)
             if large
             else ""
         )
@@ -69,8 +76,9 @@ def summary(rows: list[Row], threshold: float = 5.0) -> str:
     ]
     if transfer:
         text += (
-            f" Barriers of processes absent from the training data (†): model − reference "
-            f"{min(transfer):+.0f} to {max(transfer):+.0f} meV."
+            " Barriers of processes absent from the training data (†): model − reference "
+            + (f"{min(transfer):+.0f} to " if len(transfer) > 1 else "")
+            + f"{max(transfer):+.0f} meV."
         )
     return text
 
