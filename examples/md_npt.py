@@ -25,9 +25,13 @@ from ase.md.velocitydistribution import Stationary
 from allegro_ase import AllegroCalculator
 
 
-def cu3au(size: int = 3) -> Atoms:
-    """Build L1_2 Cu3Au, a = 3.72 Å, as ``size``³ cubic cells (4 size³ atoms)."""
-    atoms = bulk("Cu", "fcc", a=3.72, cubic=True) * (size, size, size)
+def cu3au(size: int = 3, a: float = 3.75) -> Atoms:
+    """Build L1_2 Cu3Au as ``size``³ cubic cells (4 size³ atoms) of side ``a`` (Å).
+
+    3.75 Å is about EMT's lattice constant at 600 K (3.707 Å at 0 K): a start far from the
+    equilibrium volume sets the MTK barostat ringing with an amplitude of the difference.
+    """
+    atoms = bulk("Cu", "fcc", a=a, cubic=True) * (size, size, size)
     atoms.numbers[::4] = 79  # Au on one of the four fcc sublattices
     return atoms
 
