@@ -17,8 +17,10 @@ evaluating all unconverged ones in one call per step.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
+import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.filters import FrechetCellFilter
@@ -135,7 +137,26 @@ def relax_many(
     -------
     list of bool
         Whether each structure converged within ``steps``.
+
+    Notes
+    -----
+    The cell filter's matrix logarithm (scipy) draws from numpy's global random generator;
+    its state is restored afterwards, so the caller's random stream is not changed.
     """
+    with _numpy_global_random_state_kept():
+        return _relax_in_lockstep(structures, calculator, fmax, steps, relax_cell, optimizer, logfile)
+
+
+@contextmanager
+def _numpy_global_random_state_kept() -> Iterator[None]:
+    state = np.random.get_state()
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def _relax_in_lockstep(structures, calculator, fmax, steps, relax_cell, optimizer, logfile):
     properties = ("energy", "forces", "stress") if relax_cell else ("energy", "forces")
     group = BatchedImages(calculator, structures, properties)
     optimizables = [FrechetCellFilter(a) if relax_cell else a for a in structures]

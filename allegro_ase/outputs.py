@@ -128,10 +128,12 @@ def chunked_edge_outputs(
     """:func:`edge_outputs` in blocks of consecutive centre atoms, each with <= ``max_edges`` edges.
 
     Exact for strictly local models (``model.strictly_local``, e.g. Allegro), whose energy of
-    atom i depends only on the edges centred on i: each block's energies are differentiated
-    with respect to its own edges, and forces and virials are summed over blocks. Peak memory
-    follows the block, not the structure. A centre with more edges than ``max_edges`` forms a
-    block of its own. Derivatives are not kept (no ``create_graph``).
+    atom i depends only on the edges centred on i (their vectors and the types at both ends):
+    each block is evaluated as a small graph of its centre atoms plus one stand-in atom per
+    type for the neighbours, its energies are differentiated with respect to its own edges,
+    and forces and virials are summed over blocks. Time and memory follow the block, not the
+    structure. A centre with more edges than ``max_edges`` forms a block of its own.
+    Derivatives are not kept (no ``create_graph``).
     """
     if not getattr(model, "strictly_local", False):
         raise ValueError(
@@ -139,12 +141,12 @@ def chunked_edge_outputs(
             "evaluated in blocks of centre atoms; evaluate it in one pass (fewer atoms, "
             "float32, or a device with more memory)."
         )
-    num_atoms = atom_types.shape[0]
+    num_atoms, num_types = atom_types.shape[0], len(model.type_names)
     center = edge_index[0]
     order = torch.argsort(center, stable=True)
-    counts = torch.bincount(center, minlength=num_atoms)
-    ends = torch.cumsum(counts, 0).tolist()
+    ends = torch.cumsum(torch.bincount(center, minlength=num_atoms), 0).tolist()
     dtype, device = edge_vec.dtype, edge_vec.device
+    stand_in_types = torch.arange(num_types, device=device)
     energies = torch.zeros(num_atoms, dtype=dtype, device=device)
     forces = torch.zeros(num_atoms, 3, dtype=dtype, device=device)
     atom_virials = torch.zeros(num_atoms, 3, 3, dtype=dtype, device=device)
@@ -155,8 +157,14 @@ def chunked_edge_outputs(
             last_atom += 1
         block = order[first_edge : ends[last_atom - 1]]
         block_index = edge_index[:, block]
+        size = last_atom - first_atom
+        # the block's graph: its centres, then one stand-in atom per type for every neighbour
+        local_index = torch.stack(
+            [block_index[0] - first_atom, size + atom_types[block_index[1]]]
+        )
+        local_types = torch.cat([atom_types[first_atom:last_atom], stand_in_types])
         block_vec = edge_vec[block].detach().requires_grad_(True)
-        block_energies = model(block_vec, block_index, atom_types)[first_atom:last_atom]
+        block_energies = model(block_vec, local_index, local_types)[:size]
         edge_grad = edge_gradients(block_energies.sum(), block_vec)
         forces += forces_from_edge_gradients(edge_grad, block_index, num_atoms)
         edge_virial = edge_virials(block_vec.detach(), edge_grad)

@@ -20,7 +20,7 @@ import argparse
 import numpy as np
 from ase.build import bulk
 from ase.calculators.emt import EMT
-from ase.filters import FrechetCellFilter
+from ase.filters import UnitCellFilter
 from ase.mep import NEB
 from ase.optimize import BFGS, FIRE, QuasiNewton
 from neb_au_on_al100 import band_barrier, endpoints
@@ -62,10 +62,14 @@ def mixing_energy(atoms, pure: dict) -> float:
 
 
 def emt_relaxed(atoms):
-    """Return a copy of ``atoms`` with positions and cell relaxed by EMT."""
+    """Return a copy of ``atoms`` with positions and cell relaxed by EMT.
+
+    (UnitCellFilter: FrechetCellFilter's matrix logarithm would draw from numpy's global
+    random generator, which an example should leave alone; relax_many restores it.)
+    """
     atoms = atoms.copy()
     atoms.calc = EMT()
-    FIRE(FrechetCellFilter(atoms), logfile=None).run(fmax=0.01, steps=500)
+    FIRE(UnitCellFilter(atoms), logfile=None).run(fmax=0.01, steps=500)
     return atoms
 
 

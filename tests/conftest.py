@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -148,7 +150,14 @@ def default_model() -> AllegroModel:
     return make_model()
 
 
+# ALLEGRO_ASE_TEST_BLOCK_EDGES=N runs every calculator of the physics tests with block_edges=N
+# (e.g. 7: Allegro structures in many blocks of centre atoms), to check that path end to end
+TEST_BLOCK_EDGES = os.environ.get("ALLEGRO_ASE_TEST_BLOCK_EDGES")
+
+
 def calc_for(model, **kwargs) -> AllegroCalculator:
+    if TEST_BLOCK_EDGES is not None:
+        kwargs.setdefault("block_edges", int(TEST_BLOCK_EDGES))
     return AllegroCalculator(model, device="cpu", **kwargs)
 
 
@@ -219,11 +228,28 @@ PERIODIC_GEOMETRIES = ["alloy", "triclinic", "tiny_cell", "two_atom_tiny_cell", 
 
 @pytest.fixture(autouse=True)
 def _global_state_is_untouched():
-    """Every test checks that nothing changed torch's default dtype or global RNG."""
-    dtype, rng = torch.get_default_dtype(), torch.random.get_rng_state()
+    """Every test checks that nothing changed global state.
+
+    torch's default dtype, thread count and RNG, numpy's global RNG and the environment must
+    be as they were: the package never changes them (tests that call code which does, such
+    as ASE's optimisers drawing from numpy's global RNG, save and restore it themselves).
+    """
+    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
+    torch_rng, numpy_rng = torch.random.get_rng_state(), np.random.get_state()
+    environment = environment_of_the_package()
     yield
     assert torch.get_default_dtype() == dtype
-    assert torch.equal(torch.random.get_rng_state(), rng)
+    assert torch.get_num_threads() == threads
+    assert torch.equal(torch.random.get_rng_state(), torch_rng)
+    after = np.random.get_state()
+    assert after[0] == numpy_rng[0] and np.array_equal(after[1], numpy_rng[1])
+    assert after[2:] == numpy_rng[2:], "numpy's global RNG was used"
+    assert environment_of_the_package() == environment
+
+
+def environment_of_the_package() -> dict[str, str]:
+    """The environment, but pytest's own PYTEST_CURRENT_TEST (it changes with each phase)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
 
 
 def emt_frames(count: int, seed: int = 0) -> list[Frame]:

@@ -20,8 +20,9 @@ class EnergyModel(torch.nn.Module):
     Attributes
     ----------
     strictly_local : bool
-        True when the energy of atom i depends only on the edges centred on i (Allegro: no
-        message passing), so a structure can be evaluated in blocks of centre atoms.
+        True when the energy of atom i depends only on the edges centred on i, their vectors
+        and the types at both ends (Allegro: no message passing), so a structure can be
+        evaluated in blocks of centre atoms.
     """
 
     strictly_local = False
