@@ -188,3 +188,24 @@ def test_default_cutoff_is_the_edge_type_cutoff():
 def test_own_cutoff_setting_is_checked(value, message):
     with pytest.raises(ValueError, match=message):
         make_model(pair_potential={"kind": "zbl", "r_max": value})
+
+
+def test_exported_program_keeps_the_own_cutoff():
+    """torch.export traces the shorter cutoff: the program gives the eager numbers, pair inside."""
+    from conftest import alloy
+
+    from allegro_ase.conversion import SpeciesMap, atoms_to_graph
+    from allegro_ase.io.export import export_program, exportable
+    from allegro_ase.io.targets import TargetModule, target_inputs
+
+    model = make_model(pair_potential={"kind": "zbl", "r_max": 2.0}).requires_grad_(False)
+    program = export_program(model, "ase").module()
+    eager = TargetModule(exportable(model), "ase")
+    atoms = alloy()
+    atoms.positions[1] = atoms.positions[0] + [0.0, 0.0, 1.2]  # inside r_max: ZBL acts
+    graph = atoms_to_graph(atoms, SpeciesMap(model.type_names), model.r_max, model.cutoff_matrix)
+    inputs = target_inputs(graph, "ase")
+    for want, got in zip(eager(*inputs), program(*inputs), strict=True):
+        torch.testing.assert_close(got, want.detach(), atol=1e-10, rtol=0, equal_nan=True)
+    plain = TargetModule(exportable(make_model()), "ase")
+    assert eager(*inputs)[0].sum() - plain(*inputs)[0].sum() > 1.0  # the term is in the program
