@@ -3,7 +3,8 @@
 Random cells (up to strongly skewed triclinic), random pbc, 1-40 atoms of random species,
 with very close pairs (down to 0.15 Å) and very distant atoms: the energy is invariant under
 rotation, translation, permutation and moving one atom by a lattice vector of a periodic
-direction; the forces sum to zero; float32 and float64 weights agree.
+direction; the forces sum to zero; float32 and float64 weights agree. On up to 60 atoms, both
+neighbour-list backends give exactly the pairs and image shifts of a brute-force search.
 """
 
 import numpy as np
@@ -34,9 +35,9 @@ CALCS32 = {
 
 
 @st.composite
-def structures(draw) -> Atoms:
+def structures(draw, max_atoms: int = 40) -> Atoms:
     """A random structure: cell, pbc, species, positions, plus close or distant atoms."""
-    n = draw(st.integers(1, 40))
+    n = draw(st.integers(1, max_atoms))
     lengths = draw(st.lists(st.floats(3.0, 12.0), min_size=3, max_size=3))
     tilts = draw(st.lists(st.floats(-0.7, 0.7), min_size=3, max_size=3))
     cell = np.diag(lengths)
@@ -123,3 +124,50 @@ def test_random_structures_respect_symmetries(architecture, atoms, data):
 
 def test_models_are_float64_for_the_symmetry_checks():
     assert all(m.config.dtype == torch.float64 for m in MODELS.values())
+
+
+def brute_force_pairs(atoms: Atoms, r_max: float) -> set[tuple[int, ...]]:
+    """Every (i, j, S) with |x_j - x_i + S cell| < r_max (not i = j at S = 0), by enumeration."""
+    cell, pbc = atoms.cell.array, atoms.pbc
+    reach = []
+    for k in range(3):
+        if not pbc[k]:
+            reach.append(0)
+            continue
+        others = cell[[m for m in range(3) if m != k]]
+        height = abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(*others))
+        reach.append(int(np.ceil(r_max / height)) + 1)
+    shifts = np.stack(
+        np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"), -1
+    ).reshape(-1, 3)
+    vectors = (
+        atoms.positions[None, :, None]
+        - atoms.positions[:, None, None]
+        + (shifts @ cell)[None, None]
+    )  # (i, j, S, 3)
+    close = np.linalg.norm(vectors, axis=-1) < r_max
+    i, j, s = np.nonzero(close)
+    return {
+        (a, b, *shifts[c])
+        for a, b, c in zip(i.tolist(), j.tolist(), s.tolist(), strict=True)
+        if a != b or shifts[c].any()
+    }
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+@given(atoms=structures(max_atoms=60))
+def test_neighbor_list_backends_equal_brute_force(atoms):
+    from allegro_ase.neighbors import neighbor_list
+
+    r_max = 4.0
+    expected = brute_force_pairs(atoms, r_max)
+    for backend in ("matscipy", "vesin"):
+        edge_index, shifts = neighbor_list(
+            atoms.positions, atoms.cell.array, atoms.pbc, r_max, backend
+        )
+        found = {
+            (a, b, *s) for (a, b), s in zip(edge_index.T.tolist(), shifts.tolist(), strict=True)
+        }
+        assert len(found) == edge_index.shape[1], f"{backend}: duplicate edges"
+        assert found == expected, backend
