@@ -29,3 +29,29 @@ def test_cuda_matches_cpu(model, geometry, dtype):
 
 def test_auto_device_picks_cuda(default_model):
     assert AllegroCalculator(default_model, device="auto").device.type == "cuda"
+
+
+def test_cuda_batch_equals_cpu_serial(model):
+    images = [make() for make in GEOMETRIES.values()]
+    cpu = calc_for(model)
+    expected = []
+    for atoms in images:
+        cpu.calculate(atoms, ["energy", "forces"])
+        expected.append((cpu.results["energy"], cpu.results["forces"].copy()))
+    batched = AllegroCalculator(model, device="cuda").calculate_batch(images)
+    for found, (energy, forces) in zip(batched, expected, strict=True):
+        assert found["energy"] == pytest.approx(energy, abs=1e-9)
+        np.testing.assert_allclose(found["forces"], forces, atol=1e-9)
+
+
+def test_cuda_blocks_and_memory_budget(allegro_model):
+    from allegro_ase.memory import available_bytes
+
+    assert 0 < available_bytes(torch.device("cuda")) < float("inf")
+    atoms = GEOMETRIES["alloy"]() * (2, 2, 2)
+    whole = AllegroCalculator(allegro_model, device="cuda", block_edges=None)
+    blocks = AllegroCalculator(allegro_model, device="cuda", block_edges=50)
+    whole.calculate(atoms, ["energy", "forces"])
+    blocks.calculate(atoms, ["energy", "forces"])
+    assert blocks.results["energy"] == pytest.approx(whole.results["energy"], abs=1e-9)
+    np.testing.assert_allclose(blocks.results["forces"], whole.results["forces"], atol=1e-9)
