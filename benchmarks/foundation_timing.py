@@ -211,12 +211,16 @@ def memory_fit(rows: list[dict], budget_gib: float = 24.0) -> None:
             slope, offset = np.polyfit(edges, rss, 1)
             per_atom = ", ".join(f"{1024 * slope * r['edges'] / r['N']:.0f} KiB/atom at "
                                  f"N={r['N']}" for r in own)  # fmt: skip
+            text = (f"{name} {side} (estimate, linear fit of peak RSS in edges over N = "
+                    f"{[r['N'] for r in own]}): {offset:.0f} MiB + {1024 * slope:.2f} KiB/edge; "
+                    f"{per_atom}")  # fmt: skip
+            if slope * own[-1]["edges"] < 0.05 * offset:  # flat: e.g. our Allegro in blocks
+                print(f"{text}; flat in N (no per-edge growth resolved)")
+                continue
             max_edges = (budget_gib * 1024 - offset) / slope
             max_atoms = max_edges / (own[-1]["edges"] / own[-1]["N"])
-            print(f"{name} {side} (estimate, linear fit of peak RSS in edges over N = "
-                  f"{[r['N'] for r in own]}): {offset:.0f} MiB + {1024 * slope:.2f} KiB/edge; "
-                  f"{per_atom}; {budget_gib:.0f} GiB holds ~{max_edges:.2e} edges = "
-                  f"~{max_atoms:.0f} atoms of this structure")  # fmt: skip
+            print(f"{text}; {budget_gib:.0f} GiB holds ~{max_edges:.2e} edges = ~{max_atoms:.0f} "
+                  "atoms of this structure")  # fmt: skip
 
 
 def profile(name: str, n_atoms: int, cache: Path, calls: int = 3, rows: int = 12) -> None:
@@ -246,6 +250,34 @@ def profile(name: str, n_atoms: int, cache: Path, calls: int = 3, rows: int = 12
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
 
 
+def memory_per_size(name: str, sizes: list[int], args, logs: Path) -> None:
+    """Peak RSS of one call in fresh ours / ref-AOTI processes per size: the call's own memory.
+
+    A worker kept across sizes reports a peak that can depend on what it ran before (the
+    allocator keeps freed memory); here each size gets new processes, and the peak before
+    the first call (model loaded, cell read) is subtracted.
+    """
+    print("| model | N | edges | side | RSS before MiB | peak after one call MiB "
+          "| call KiB/atom | call KiB/edge |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+    for row in model_cells(name, sizes, args, logs):
+        commands = worker_commands(name, 1, args)
+        commands.pop("ref-eager")
+        workers = {k: Worker(k, c, logs / f"mem-{name}-{k}.log") for k, c in commands.items()}
+        try:
+            for label, worker in workers.items():
+                worker.ask(f"load {row['structure']}")
+                before = worker.ask("rss")["peak_rss_mib"]
+                worker.ask("call 0")
+                after = worker.ask("rss")["peak_rss_mib"]
+                call = 1024 * (after - before)
+                print(f"| {name} | {row['N']} | {row['edges']} | {label} | {before:.0f} | "
+                      f"{after:.0f} | {call / row['N']:.0f} | {call / row['edges']:.1f} |",
+                      flush=True)  # fmt: skip
+        finally:
+            for worker in workers.values():
+                worker.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=FOUNDATION_MODELS, choices=list(MODELS))
@@ -261,6 +293,8 @@ def main() -> None:
                         help="one worker process at a time (large cells: memory)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--profile", action="store_true", help="profile ours instead of timing")
+    parser.add_argument("--memory", action="store_true",
+                        help="instead of timing: one call's memory in fresh processes per size")  # fmt: skip
     args = parser.parse_args()
     args.cache = args.cache.expanduser()
 
@@ -273,6 +307,11 @@ def main() -> None:
         for name in args.models:
             for size in args.sizes:
                 profile(name, size, args.cache)
+        return
+    if args.memory:
+        with tempfile.TemporaryDirectory(prefix="foundation-memory-") as tmp:
+            for name in args.models:
+                memory_per_size(name, args.sizes, args, Path(tmp))
         return
     rows = []
     with tempfile.TemporaryDirectory(prefix="foundation-timing-") as tmp:
