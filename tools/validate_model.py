@@ -28,8 +28,6 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 from validation_metals import METALS, metals_rows  # noqa: E402
@@ -46,10 +44,15 @@ def calculators(name: str):
 
 
 def hop_paths_in_training_data(name: str) -> bool:
-    """Whether the model's training config lists the adatom hop-path frames (emt_hops)."""
-    config = yaml.safe_load((ROOT / "pretrained" / name / "config.yaml").read_text())
-    datasets = config["dataset"] if isinstance(config["dataset"], list) else [config["dataset"]]
-    return any("hops" in str(path) for path in datasets)
+    """Whether the model's data set held adatom hop paths (``make_emt_hop_frames.py``).
+
+    Read from the card's held-out frames (``tests/data/heldout/NAME.h5``), drawn at random from
+    the same data set as the training frames: ``hop_*`` frames there mean hop paths in training.
+    """
+    from allegro_ase.datasets import read_hdf5
+
+    frames = read_hdf5(ROOT / "tests" / "data" / "heldout" / f"{name}.h5")
+    return any(frame.config_type.startswith("hop") for frame in frames)
 
 
 PROTOCOL = {
