@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
             "trace": trace,
         }
         print(
-            f"{method:20s} drift {1000 * slope:+8.3f} meV/atom/ps   spread {1e6 * spread:7.1f} µeV/atom"
+            f"{method:20s} drift {slope:+9.1e} eV/atom/ps   spread {1e6 * spread:7.1f} µeV/atom"
             f"   <T> {results[method]['temperature']:6.1f} K   ({steps / elapsed:.1f} steps/s)"
         )
     if args.plot:
