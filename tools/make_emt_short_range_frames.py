@@ -38,6 +38,7 @@ import argparse
 import dataclasses
 import itertools
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -158,12 +159,14 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fmax-reject", type=float, default=15.0, help="eV/Å")
     parser.add_argument("--emax-reject", type=float, default=4.0, help="eV/atom")
+    parser.add_argument("--only", default=None, help="regex: run only tasks whose name matches")
     args = parser.parse_args(argv)
     a0s = {el: emt_lattice_constant(el) for el in ELEMENTS}
     metadata = {
         "script": "tools/make_emt_short_range_frames.py",
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "seed": args.seed,
+        "only": args.only,
         "reference": "ASE EMT (Jacobsen, Stoltze & Norskov 1996)",
         "ase_version": ase.__version__,
         "numpy_version": np.__version__,
@@ -180,6 +183,8 @@ def main(argv=None):
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     tasks = build_tasks()
+    if args.only:
+        tasks = [task for task in tasks if re.search(args.only, task[0])]
     total_rejected = 0
     with FrameWriter(args.out, method="EMT", metadata=metadata) as writer:
         for k, (name, family, symbols) in enumerate(tasks):
