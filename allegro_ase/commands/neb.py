@@ -1,7 +1,7 @@
 """``allegro-ase neb MODEL INITIAL FINAL``: a nudged elastic band and its barrier.
 
-Each image has its own calculator, ``copy.copy`` of one loaded model (they share the weights).
-ASE's ``NEB`` with the improved tangent; ``--climb`` turns on the climbing image. The barrier
+The images share one loaded model through :class:`allegro_ase.images.BatchedImages`: every
+optimiser step evaluates all moved images in one model call (the end points once). ASE's ``NEB`` with the improved tangent; ``--climb`` turns on the climbing image. The barrier
 is taken at the highest image: forward = max(E) - E(initial), backward = max(E) - E(final).
 Exit status 3 (band and barrier still written) when ``--fmax`` is not reached in ``--steps``.
 """
@@ -81,8 +81,9 @@ def neb_command(args: argparse.Namespace) -> int:
             if not converged:
                 logger.warning("the %s state did not converge in %d steps", name, steps)
     images = [initial, *(initial.copy() for _ in range(args.images)), final]
-    for image in images:
-        image.calc = copy.copy(shared)  # its own state, the same weights
+    from ..images import BatchedImages
+
+    BatchedImages(shared, images)  # one model call per step for all moved images
     band = NEB(images, climb=args.climb, method="improvedtangent")
     band.interpolate(method=args.interpolation)
     converged, steps = optimize(band, args, "neb")
