@@ -73,8 +73,9 @@ class NequIPConfig(ModelConfig):
         ``"tanh"``, ``"abs"`` or ``"ssp"``.
     pair_potential : str, dict or None
         ``"zbl"`` adds the ZBL nuclear repulsion (:class:`~allegro_ase.nn.pair_potential.ZBL`)
-        to the per-atom energies; a dict sets its ``units``, ``chemical_species`` and
-        ``polynomial_cutoff_p``. None: no pair term.
+        to the per-atom energies; a dict sets its ``units``, ``chemical_species``,
+        ``polynomial_cutoff_p`` and ``r_max`` (its own, shorter cutoff in Å; default None,
+        the edge-type cutoff). None: no pair term.
     model_dtype : str
         ``"float32"`` or ``"float64"``.
     seed : int
