@@ -161,6 +161,16 @@ def test_eval_against_emt_labels_gives_the_calculators_errors(heldout_subset, ca
     for mae, rmse in error_table(out).values():
         assert mae < ROUND_TRIP_ATOL and rmse < ROUND_TRIP_ATOL
 
+    # the kept labels, named by key, give back the first table
+    keys = "--energy-key ref_energy --forces-key ref_forces --stress-key ref_stress"
+    status, out, _ = run(capsys, f"eval {MODEL} pred.extxyz {keys} -q")
+    assert status == 0
+    for key, values in error_table(out).items():
+        assert values == pytest.approx(table[key], abs=2 * TABLE_RESOLUTION), key
+    status, out, err = run(capsys, f"eval {MODEL} pred.extxyz --energy-key REF_energy -q")
+    assert status == 1
+    assert "--energy-key REF_energy: no frame has atoms.info['REF_energy']" in err
+
 
 def test_eval_without_labels_predicts_in_the_requested_dtype(capsys):
     atoms = cu3au()

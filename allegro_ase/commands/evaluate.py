@@ -51,6 +51,14 @@ def add_eval(commands: argparse._SubParsersAction) -> None:
         "kept as ref_energy, ref_forces and ref_stress",
     )
     parser.add_argument("--plot", help="parity plot (.png, .pdf, .svg); needs matplotlib")
+    for quantity, where in (("energy", "info"), ("forces", "arrays"), ("stress", "info")):
+        parser.add_argument(
+            f"--{quantity}-key",
+            metavar="KEY",
+            help=f"read the reference {quantity} from atoms.{where}[KEY] (an extxyz "
+            f"{'column' if where == 'arrays' else 'comment-line key'} such as REF_{quantity}) "
+            "instead of the file's standard calculator results",
+        )
     parser.set_defaults(run=eval_command)
 
 
@@ -61,6 +69,7 @@ def eval_command(args: argparse.Namespace) -> int:
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise CommandError("--plot needs matplotlib: pip install 'allegro-ase[plot]'.")
     frames = [atoms for path in args.files for atoms in read_frames(path)]
+    frames = labels_from_keys(frames, args.energy_key, args.forces_key, args.stress_key)
     calc = load_calculator(args)
     predicted = []
     with progress_bar(len(frames), "eval", args.quiet, unit="frame") as bar:
@@ -116,6 +125,44 @@ def predict(calc, atoms):
     results = {key: calc.results[key] for key in properties}
     out.calc = SinglePointCalculator(out, **results)
     return out
+
+
+def labels_from_keys(frames, energy_key, forces_key, stress_key) -> list:
+    """Frames whose reference labels are read from ``info``/``arrays`` keys, as calculator results.
+
+    Without keys the frames are returned as they are. A key that no frame holds is an error
+    naming the keys the first frame has; frames without it are unlabelled for that quantity.
+    """
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    wanted = {
+        name: (key, where)
+        for name, key, where in (
+            ("energy", energy_key, "info"),
+            ("forces", forces_key, "arrays"),
+            ("stress", stress_key, "info"),
+        )
+        if key
+    }
+    if not wanted:
+        return frames
+    for name, (key, where) in wanted.items():
+        if not any(key in getattr(atoms, where) for atoms in frames):
+            raise CommandError(
+                f"--{name}-key {key}: no frame has atoms.{where}[{key!r}]; the first frame has "
+                f"info keys {sorted(frames[0].info)} and arrays {sorted(frames[0].arrays)}."
+            )
+    relabelled = []
+    for atoms in frames:
+        found = {
+            name: getattr(atoms, where)[key]
+            for name, (key, where) in wanted.items()
+            if key in getattr(atoms, where)
+        }
+        copy = atoms.copy()
+        copy.calc = SinglePointCalculator(copy, **found)
+        relabelled.append(copy)
+    return relabelled
 
 
 def labels(atoms) -> dict:
