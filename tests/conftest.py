@@ -247,6 +247,17 @@ def _global_state_is_untouched():
     assert environment_of_the_package() == environment
 
 
+@pytest.fixture
+def numpy_global_rng_restored():
+    """Put numpy's global RNG back: FrechetCellFilter draws from it (scipy's logm, onenormest).
+
+    For tests that call ASE's cell filters directly; the package's own relax_many restores it.
+    """
+    state = np.random.get_state()
+    yield
+    np.random.set_state(state)
+
+
 def environment_of_the_package() -> dict[str, str]:
     """The environment, but pytest's own PYTEST_CURRENT_TEST (it changes with each phase)."""
     return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}

@@ -82,6 +82,7 @@ def test_copies_share_the_model_but_not_results(default_model):
     assert calc.results is not twin.results
 
 
+@pytest.mark.usefixtures("numpy_global_rng_restored")
 def test_relaxes_with_cell_filter(default_model):
     atoms = GEOMETRIES["alloy"]()
     atoms.calc = calc_for(default_model)

@@ -26,14 +26,6 @@ import vibrations_aspirin  # noqa: E402
 MODEL = "allegro-emt-metals"
 
 
-@pytest.fixture
-def numpy_global_rng_restored():
-    """Put numpy's global RNG back: FrechetCellFilter draws from it (scipy's logm, onenormest)."""
-    state = np.random.get_state()
-    yield
-    np.random.set_state(state)
-
-
 restores_numpy_rng = pytest.mark.usefixtures("numpy_global_rng_restored")
 
 
