@@ -73,7 +73,10 @@ def test_nve_100k_steps_conserve_energy():
 def test_nvt_20k_steps_hold_the_temperature():
     atoms, rng = cu3au(seed=1, temperature=600.0)
     for name, dyn in (
-        ("Langevin", Langevin(atoms, 2 * units.fs, temperature_K=600, friction=0.01, rng=rng)),
+        (
+            "Langevin",
+            Langevin(atoms, 2 * units.fs, temperature_K=600, friction=0.01, fixcm=False, rng=rng),
+        ),
         ("Bussi", Bussi(atoms, 2 * units.fs, temperature_K=600, taut=100 * units.fs, rng=rng)),
     ):
         temperatures = []
