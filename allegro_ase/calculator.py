@@ -29,9 +29,6 @@ from .neighbors import NEIGHBOR_LIST_BACKENDS
 from .outputs import Outputs, chunked_edge_outputs, edge_outputs
 from .zoo import resolve
 
-# below this many edges per call memory is not checked (a few hundred MB even for the largest
-# published models), so small systems never pay for measuring the model
-MEMORY_CHECK_EDGES = 20_000
 # strictly local models on a CPU run in blocks of about this many edges: the block's features
 # stay in cache (measured, tutorial-size Allegro, 1 thread: 0.57-0.75x the time of one pass at
 # 500-2048 atoms; blocks of 2048-8192 edges within 10 % of each other)
@@ -153,9 +150,13 @@ class AllegroCalculator(Calculator):
         super().__init__(**kwargs)
         check_model(model)
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
-            raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}.")
+            raise ValueError(
+                f"num_threads must be a positive integer or None, got {num_threads!r}."
+            )
         if memory_limit is not None and not memory_limit > 0:
-            raise ValueError(f"memory_limit must be a positive number of GiB, got {memory_limit!r}.")
+            raise ValueError(
+                f"memory_limit must be a positive number of GiB, got {memory_limit!r}."
+            )
         if neighbor_list not in NEIGHBOR_LIST_BACKENDS:
             raise ValueError(
                 f"neighbor_list={neighbor_list!r} is unknown; choose one of {NEIGHBOR_LIST_BACKENDS}."
@@ -177,8 +178,8 @@ class AllegroCalculator(Calculator):
                 f"block_edges must be 'auto', None or a positive integer, got {block_edges!r}."
             )
         self.block_edges = block_edges if self.model.strictly_local else None
-        self.memory_limit = None if memory_limit is None else float(memory_limit) * memory.GIB
-        self._call_memory: dict[str, memory.CallMemory] = {}  # measured once, shared by copies
+        limit = None if memory_limit is None else float(memory_limit) * memory.GIB
+        self.memory = memory.MemoryBudget(self.model, self.device, limit)  # shared by copies
         self.species_map = SpeciesMap(self.model.type_names, species_to_type_name)
         self.cutoff_matrix = self.model.cutoff_matrix.detach().cpu()
         self.parameters.update(
@@ -357,7 +358,7 @@ class AllegroCalculator(Calculator):
         periodic_volume = [stress_available(atoms, properties) for atoms in images]
         graphs = [self._graph(atoms) for atoms in images]
         results: list[dict] = []
-        for group in self._groups(graphs):
+        for group in self.memory.groups([(g.num_atoms, g.num_edges) for g in graphs]):
             batch = join_graphs([graphs[k].to(self.device) for k in group])
             outputs = self._run_model(batch)
             for k, pieces in zip(group, self._to_numpy(outputs, batch), strict=True):
@@ -366,7 +367,9 @@ class AllegroCalculator(Calculator):
 
     def _graph(self, atoms: Atoms) -> AtomicGraph:
         """Check memory for the neighbour list, build it and check the distances."""
-        self._check_neighbor_list_memory(atoms)
+        check_geometry(atoms)  # a valid cell first: its volume is used
+        if atoms.pbc.all():
+            self.memory.check_neighbor_list(len(atoms), abs(atoms.cell.volume))
         try:
             graph = atoms_to_graph(
                 atoms, self.species_map, self.model.r_max, self.cutoff_matrix, self.neighbor_list
@@ -379,73 +382,10 @@ class AllegroCalculator(Calculator):
         check_distances(graph, self.min_distance, atoms)
         return graph
 
-    def _budget(self) -> float:
-        """Bytes one call may use: ``memory_limit`` or what the device has free."""
-        if self.memory_limit is not None:
-            return self.memory_limit
-        return memory.available_bytes(self.device)
-
-    def _call_memory_model(self) -> memory.CallMemory:
-        key = f"{self.device}"
-        if key not in self._call_memory:
-            self._call_memory[key] = memory.measure_call_memory(self.model, self.device)
-        return self._call_memory[key]
-
-    def _check_neighbor_list_memory(self, atoms: Atoms) -> None:
-        """Refuse, before searching, a periodic structure whose edges cannot fit."""
-        check_geometry(atoms)  # a valid cell first: its volume is used here
-        if not atoms.pbc.all():
-            return
-        num_atoms, r_max = len(atoms), self.model.r_max
-        edges = memory.estimated_num_edges(num_atoms, abs(atoms.cell.volume), r_max)
-        if edges < MEMORY_CHECK_EDGES and self.memory_limit is None:
-            return
-        budget = self._budget()
-        needed = edges * memory.NEIGHBOR_LIST_BYTES_PER_EDGE
-        what = "The neighbour list"
-        if not self.model.strictly_local:
-            needed += self._call_memory_model().peak_bytes(num_atoms, int(edges))
-            what = "The neighbour list and model call"
-        if needed > budget:
-            raise memory.InsufficientMemoryError(
-                memory.too_large_message(
-                    what, num_atoms, edges, needed, budget, self.model.strictly_local
-                )
-            )
-
-    def _groups(self, graphs: list[AtomicGraph]) -> list[list[int]]:
-        """Consecutive structures joined into batches whose estimated peak fits the budget."""
-        total_edges = sum(graph.num_edges for graph in graphs)
-        if total_edges < MEMORY_CHECK_EDGES and self.memory_limit is None:
-            return [list(range(len(graphs)))]
-        budget, call_memory = self._budget(), self._call_memory_model()
-        groups: list[list[int]] = [[]]
-        atoms = edges = 0
-        for k, graph in enumerate(graphs):
-            atoms, edges = atoms + graph.num_atoms, edges + graph.num_edges
-            if groups[-1] and call_memory.peak_bytes(atoms, edges) > budget:
-                groups.append([])
-                atoms, edges = graph.num_atoms, graph.num_edges
-            groups[-1].append(k)
-        return groups
-
     def _run_model(self, batch: GraphBatch) -> Outputs:
         """One pass over the batch, or blocks of centre atoms (``block_edges``, or memory)."""
         num_atoms, num_edges = batch.atom_types.shape[0], batch.edge_vec.shape[0]
-        max_edges = None
-        if self.block_edges is not None and num_edges > 2 * self.block_edges:
-            max_edges = self.block_edges
-        if num_edges >= MEMORY_CHECK_EDGES or self.memory_limit is not None:
-            budget, call_memory = self._budget(), self._call_memory_model()
-            needed = call_memory.peak_bytes(num_atoms, max_edges or num_edges)
-            if needed > budget:
-                if not self.model.strictly_local:
-                    raise memory.InsufficientMemoryError(
-                        memory.too_large_message(
-                            "A model call", num_atoms, num_edges, needed, budget, False
-                        )
-                    )
-                max_edges = min(call_memory.max_edges(num_atoms, budget), max_edges or num_edges)
+        max_edges = self.memory.max_edges(num_atoms, num_edges, self.block_edges)
         try:
             if max_edges is None:
                 return edge_outputs(self.model, batch.edge_vec, batch.edge_index, batch.atom_types)

@@ -25,6 +25,9 @@ NEIGHBOR_LIST_BYTES_PER_EDGE = 300
 # peak of forward + backward over the saved tensors (measured 1.3-1.9 on CPU, see benchmarks)
 PEAK_FACTOR = 2.0
 GIB = 1024.0**3
+# below this many edges per call memory is not checked (a few hundred MB even for the largest
+# published models), so small systems never pay for measuring the model
+MEMORY_CHECK_EDGES = 20_000
 
 
 class InsufficientMemoryError(MemoryError):
@@ -46,6 +49,84 @@ class CallMemory:
         """Return the most edges one pass may have within ``budget`` bytes (at least 1)."""
         spare = budget / PEAK_FACTOR - self.per_atom * num_atoms
         return max(1, int(spare / self.per_edge))
+
+
+class MemoryBudget:
+    """What one call of ``model`` may allocate on ``device``, and how a call stays within it.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The energy model (its saved-tensor bytes are measured on first need, once).
+    device : torch.device
+        Where it runs.
+    limit : float or None
+        Bytes one call may use; None: what the device reports free at each call.
+    """
+
+    def __init__(self, model: torch.nn.Module, device: torch.device, limit: float | None):
+        self.model, self.device, self.limit = model, device, limit
+        self._call_memory: CallMemory | None = None
+
+    def budget(self) -> float:
+        """Bytes one call may use now."""
+        return self.limit if self.limit is not None else available_bytes(self.device)
+
+    def call_memory(self) -> CallMemory:
+        """Return the model's measured bytes per edge and per atom (measured once)."""
+        if self._call_memory is None:
+            self._call_memory = measure_call_memory(self.model, self.device)
+        return self._call_memory
+
+    def checks(self, num_edges: float) -> bool:
+        """Whether a call of ``num_edges`` edges is checked (large, or a limit was set)."""
+        return num_edges >= MEMORY_CHECK_EDGES or self.limit is not None
+
+    def check_neighbor_list(self, num_atoms: int, volume: float) -> None:
+        """Refuse, before the search, a periodic structure (``volume`` Å³) that cannot fit."""
+        edges = estimated_num_edges(num_atoms, volume, self.model.r_max)
+        if not self.checks(edges):
+            return
+        budget, local = self.budget(), self.model.strictly_local
+        needed = edges * NEIGHBOR_LIST_BYTES_PER_EDGE
+        what = "The neighbour list"
+        if not local:  # it cannot be evaluated in blocks: the whole call must fit too
+            needed += self.call_memory().peak_bytes(num_atoms, int(edges))
+            what = "The neighbour list and model call"
+        if needed > budget:
+            raise InsufficientMemoryError(
+                too_large_message(what, num_atoms, edges, needed, budget, local)
+            )
+
+    def groups(self, sizes: list[tuple[int, int]]) -> list[list[int]]:
+        """Consecutive structures, given as (atoms, edges), joined into batches that fit."""
+        if not self.checks(sum(edges for _, edges in sizes)):
+            return [list(range(len(sizes)))]
+        budget, call_memory = self.budget(), self.call_memory()
+        groups: list[list[int]] = [[]]
+        total_atoms = total_edges = 0
+        for k, (num_atoms, num_edges) in enumerate(sizes):
+            total_atoms, total_edges = total_atoms + num_atoms, total_edges + num_edges
+            if groups[-1] and call_memory.peak_bytes(total_atoms, total_edges) > budget:
+                groups.append([])
+                total_atoms, total_edges = num_atoms, num_edges
+            groups[-1].append(k)
+        return groups
+
+    def max_edges(self, num_atoms: int, num_edges: int, block_edges: int | None) -> int | None:
+        """Edges per block of centre atoms for this call (None: one pass), or refuse it."""
+        max_edges = block_edges if block_edges is not None and num_edges > 2 * block_edges else None
+        if not self.checks(num_edges):
+            return max_edges
+        budget, call_memory = self.budget(), self.call_memory()
+        needed = call_memory.peak_bytes(num_atoms, max_edges or num_edges)
+        if needed <= budget:
+            return max_edges
+        if not self.model.strictly_local:
+            raise InsufficientMemoryError(
+                too_large_message("A model call", num_atoms, num_edges, needed, budget, False)
+            )
+        return min(call_memory.max_edges(num_atoms, budget), max_edges or num_edges)
 
 
 def measure_call_memory(model: torch.nn.Module, device: torch.device) -> CallMemory:
@@ -90,7 +171,9 @@ def available_bytes(device: torch.device) -> float:
     """Bytes the device can still allocate (math.inf when the system does not say)."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return float(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+        return float(
+            free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        )
     available = _meminfo_available()
     cgroup_room = _cgroup_room()
     return min(available, cgroup_room)
