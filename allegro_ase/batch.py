@@ -51,6 +51,10 @@ class GraphBatch:
 
 def join_graphs(graphs: Sequence[AtomicGraph]) -> GraphBatch:
     """One :class:`GraphBatch` from structures' graphs (on the same device)."""
+    if len(graphs) == 1:  # one structure (every MD step): its tensors as they are, no copies
+        (g,) = graphs
+        edge_vec = edge_vectors(g.pos, g.cell, g.edge_index, g.cell_shifts)
+        return GraphBatch(edge_vec, g.edge_index, g.atom_types, (g.num_atoms,))
     offsets = torch.cumsum(torch.tensor([0] + [g.num_atoms for g in graphs[:-1]]), 0).tolist()
     return GraphBatch(
         edge_vec=torch.cat(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,7 +20,6 @@ from .conversion import (
     SpeciesMap,
     atoms_to_graph,
     check_distances,
-    check_geometry,
     stress_available,
 )
 from .graph import AtomicGraph
@@ -367,9 +367,10 @@ class AllegroCalculator(Calculator):
 
     def _graph(self, atoms: Atoms) -> AtomicGraph:
         """Check memory for the neighbour list, build it and check the distances."""
-        check_geometry(atoms)  # a valid cell first: its volume is used
-        if atoms.pbc.all():
-            self.memory.check_neighbor_list(len(atoms), abs(atoms.cell.volume))
+        volume = abs(atoms.cell.volume)
+        if atoms.pbc.all() and math.isfinite(volume) and volume > 0:
+            # (a cell without a usable volume is refused by atoms_to_graph's geometry check)
+            self.memory.check_neighbor_list(len(atoms), volume)
         try:
             graph = atoms_to_graph(
                 atoms, self.species_map, self.model.r_max, self.cutoff_matrix, self.neighbor_list
