@@ -16,11 +16,19 @@ equally between its two atoms, so per-atom virials sum exactly to W.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from .graph import AtomicGraph, edge_vectors
+
+# (edge_vec (E, 3), edge_index (2, E), atom_types (N,)) -> ((N,) energies, (E, 3) dE/dr_ij):
+# energies_and_edge_gradients bound to a model, or its compiled program (allegro_ase.compile)
+EdgeFunction = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]
+]
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,7 @@ def edge_outputs(
     edge_index: torch.Tensor,
     atom_types: torch.Tensor,
     create_graph: bool = False,
+    evaluate: EdgeFunction | None = None,
 ) -> Outputs:
     """:func:`compute_outputs` from edge vectors: one forward and one backward pass.
 
@@ -100,22 +109,39 @@ def edge_outputs(
         (N,) type indices.
     create_graph : bool
         Keep the graph of the derivatives.
+    evaluate : EdgeFunction or None
+        Computes energies and edge gradients instead of ``model`` (its compiled program);
+        not with ``create_graph``.
     """
     num_atoms = atom_types.shape[0]
-    edge_vec = edge_vec.detach().requires_grad_(True)
-    energies = model(edge_vec, edge_index, atom_types)
-    energy = energies.sum()
-    edge_grad = edge_gradients(energy, edge_vec, create_graph)
+    if evaluate is not None:
+        energies, edge_grad = evaluate(edge_vec, edge_index, atom_types)
+    else:
+        edge_vec = edge_vec.detach().requires_grad_(True)
+        energies = model(edge_vec, edge_index, atom_types)
+        edge_grad = edge_gradients(energies.sum(), edge_vec, create_graph)
     forces = forces_from_edge_gradients(edge_grad, edge_index, num_atoms)
     edge_virial = edge_virials(edge_vec if create_graph else edge_vec.detach(), edge_grad)
     atom_virials = atom_virials_from_edges(edge_virial, edge_index, num_atoms)
     return Outputs(
-        energy=energy,
+        energy=energies.sum(),
         energies=energies,
         forces=forces,
         virial=edge_virial.sum(0),
         atom_virials=atom_virials,
     )
+
+
+def energies_and_edge_gradients(
+    model: torch.nn.Module,
+    edge_vec: torch.Tensor,
+    edge_index: torch.Tensor,
+    atom_types: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) per-atom energies (eV) and (E, 3) gradient of their sum by ``edge_vec`` (eV/Å)."""
+    edge_vec = edge_vec.detach().requires_grad_(True)
+    energies = model(edge_vec, edge_index, atom_types)
+    return energies.detach(), edge_gradients(energies.sum(), edge_vec)
 
 
 def chunked_edge_outputs(
@@ -124,6 +150,7 @@ def chunked_edge_outputs(
     edge_index: torch.Tensor,
     atom_types: torch.Tensor,
     max_edges: int,
+    evaluate: EdgeFunction | None = None,
 ) -> Outputs:
     """:func:`edge_outputs` in blocks of consecutive centre atoms, each with <= ``max_edges`` edges.
 
@@ -133,7 +160,8 @@ def chunked_edge_outputs(
     type for the neighbours, its energies are differentiated with respect to its own edges,
     and forces and virials are summed over blocks. Time and memory follow the block, not the
     structure. A centre with more edges than ``max_edges`` forms a block of its own.
-    Derivatives are not kept (no ``create_graph``).
+    Derivatives are not kept (no ``create_graph``). ``evaluate`` (the model's compiled
+    program) computes each block's energies and edge gradients instead of ``model``.
     """
     if not getattr(model, "strictly_local", False):
         raise ValueError(
@@ -141,6 +169,8 @@ def chunked_edge_outputs(
             "evaluated in blocks of centre atoms; evaluate it in one pass (fewer atoms, "
             "float32, or a device with more memory)."
         )
+    if evaluate is None:
+        evaluate = functools.partial(energies_and_edge_gradients, model)
     num_atoms, num_types = atom_types.shape[0], len(model.type_names)
     center = edge_index[0]
     order = torch.argsort(center, stable=True)
@@ -159,17 +189,15 @@ def chunked_edge_outputs(
         block_index = edge_index[:, block]
         size = last_atom - first_atom
         # the block's graph: its centres, then one stand-in atom per type for every neighbour
-        local_index = torch.stack(
-            [block_index[0] - first_atom, size + atom_types[block_index[1]]]
-        )
+        local_index = torch.stack([block_index[0] - first_atom, size + atom_types[block_index[1]]])
         local_types = torch.cat([atom_types[first_atom:last_atom], stand_in_types])
-        block_vec = edge_vec[block].detach().requires_grad_(True)
-        block_energies = model(block_vec, local_index, local_types)[:size]
-        edge_grad = edge_gradients(block_energies.sum(), block_vec)
+        block_vec = edge_vec[block].detach()
+        # the stand-ins are centres of no edge: their energies do not depend on block_vec
+        block_energies, edge_grad = evaluate(block_vec, local_index, local_types)
         forces += forces_from_edge_gradients(edge_grad, block_index, num_atoms)
-        edge_virial = edge_virials(block_vec.detach(), edge_grad)
+        edge_virial = edge_virials(block_vec, edge_grad)
         atom_virials += atom_virials_from_edges(edge_virial, block_index, num_atoms)
-        energies[first_atom:last_atom] = block_energies.detach()
+        energies[first_atom:last_atom] = block_energies[:size]
         first_atom, first_edge = last_atom, ends[last_atom - 1]
     return Outputs(
         energy=energies.sum(),

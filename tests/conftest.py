@@ -153,11 +153,16 @@ def default_model() -> AllegroModel:
 # ALLEGRO_ASE_TEST_BLOCK_EDGES=N runs every calculator of the physics tests with block_edges=N
 # (e.g. 7: Allegro structures in many blocks of centre atoms), to check that path end to end
 TEST_BLOCK_EDGES = os.environ.get("ALLEGRO_ASE_TEST_BLOCK_EDGES")
+# ALLEGRO_ASE_TEST_COMPILE=1 runs them with compile=True (each model compiles once, 15-80 s,
+# into the cache of ALLEGRO_ASE_CACHE; tests/test_compile.py covers the path in every run)
+TEST_COMPILE = os.environ.get("ALLEGRO_ASE_TEST_COMPILE", "") not in ("", "0")
 
 
 def calc_for(model, **kwargs) -> AllegroCalculator:
     if TEST_BLOCK_EDGES is not None:
         kwargs.setdefault("block_edges", int(TEST_BLOCK_EDGES))
+    if TEST_COMPILE:
+        kwargs.setdefault("compile", True)
     return AllegroCalculator(model, device="cpu", **kwargs)
 
 

@@ -72,13 +72,31 @@ def export_program(
         Example inputs (N >= 2 and E >= 2, though the program takes N >= 1 and E >= 0);
         default: :func:`example_graph` on the model's device.
     """
-    from torch.fx.experimental import _config as fx_config
-    from torch.fx.experimental.proxy_tensor import make_fx
-
     module = TargetModule(exportable(model), target)
     if inputs is None:
         device = model.cutoff_matrix.device
         inputs = tuple(x.to(device) for x in target_inputs(example_graph(model), target))
+    return trace_and_export(module, inputs, get_target(target).inputs)
+
+
+def trace_and_export(
+    module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], names: tuple[str, ...]
+) -> torch.export.ExportedProgram:
+    """Unfold ``module`` (forward and its autograd backward) into a program with dynamic N, E.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Takes the tensors ``names`` (fields of :mod:`allegro_ase.io.targets`, or ``edge_vec``
+        (E, 3)) and returns a tuple of tensors.
+    inputs : tuple of torch.Tensor
+        Example inputs with N >= 2 and E >= 2; the program takes N >= 1 and E >= 0.
+    names : tuple of str
+        The name of each input, which says which of its dimensions are N and E.
+    """
+    from torch.fx.experimental import _config as fx_config
+    from torch.fx.experimental.proxy_tensor import make_fx
+
     # no duck shaping: N or E equal to a weight's size must not become a constant
     with fx_config.patch(use_duck_shape=False):
         traced = make_fx(
@@ -90,8 +108,8 @@ def export_program(
     nodes = torch.export.Dim("num_nodes", min=1)  # one-atom cells and isolated atoms too
     edges = torch.export.Dim("num_edges", min=0)
     dims = {"pos": {0: nodes}, "edge_index": {1: edges}, "atom_types": {0: nodes}}
-    dims |= {"cell": None, "edge_cell_shift": {0: edges}}
-    shapes = tuple(dims[name] for name in get_target(target).inputs)
+    dims |= {"cell": None, "edge_cell_shift": {0: edges}, "edge_vec": {0: edges}}
+    shapes = tuple(dims[name] for name in names)
     return torch.export.export(traced, tuple(inputs), dynamic_shapes=shapes)
 
 

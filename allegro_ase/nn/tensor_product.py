@@ -158,7 +158,7 @@ class ChannelwiseTensorProduct(torch.nn.Module):
             per_atom = torch.einsum("nub,abk->nuak", env, weighted)
         if groups is None:
             per_edge = per_atom.index_select(0, center)
-            return torch.matmul(edge_tensor.unsqueeze(-2), per_edge).squeeze(-2)
+            return (edge_tensor.unsqueeze(-1) * per_edge).sum(-2)
         num_atoms, width = groups.num_atoms, groups.width
         channels, dim1 = edge_tensor.shape[1:]
         padded = edge_tensor.new_zeros(num_atoms * width, channels, dim1)

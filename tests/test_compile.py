@@ -1,0 +1,148 @@
+"""The compiled path (``AllegroCalculator(compile=True)``, :mod:`allegro_ase.compile`).
+
+Each model compiles once per session into a temporary cache (15-80 s on 2 cores). The whole
+physics suite runs with the path switched on by ``ALLEGRO_ASE_TEST_COMPILE=1`` (conftest).
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from conftest import F64_ATOL, GEOMETRIES, build_variant
+
+from allegro_ase import AllegroCalculator
+from allegro_ase.compile import CompileError, compile_model, compiled_cache_dir
+
+COMPILED_VARIANTS = ["lmax2-parity-coupled", "nequip-lmax1-parity-3layers"]
+PROPERTIES = ("energy", "energies", "forces", "stress", "stresses")
+
+
+@pytest.fixture(scope="session")
+def compile_cache(tmp_path_factory):
+    """A private compile cache for this session (``ALLEGRO_ASE_CACHE``)."""
+    with pytest.MonkeyPatch.context() as patch:
+        cache = tmp_path_factory.mktemp("cache")
+        patch.setenv("ALLEGRO_ASE_CACHE", str(cache))
+        yield cache
+
+
+@pytest.fixture(scope="session", params=COMPILED_VARIANTS)
+def compiled_pair(request, compile_cache):
+    """(eager calculator, compiled calculator) of one small float64 model."""
+    model = build_variant(request.param).requires_grad_(False)
+    eager = AllegroCalculator(model, device="cpu")
+    return eager, AllegroCalculator(model, device="cpu", compile=True)
+
+
+def results(calc: AllegroCalculator, atoms: Atoms) -> dict:
+    atoms = atoms.copy()
+    atoms.calc = calc
+    properties = [p for p in PROPERTIES if p not in ("stress", "stresses") or atoms.pbc.any()]
+    calc.calculate(atoms, properties)
+    return dict(calc.results)
+
+
+def assert_same_results(want: dict, have: dict, atol: float) -> None:
+    assert set(want) == set(have)
+    for key in want:
+        np.testing.assert_allclose(have[key], want[key], rtol=0, atol=atol, err_msg=key)
+
+
+@pytest.mark.parametrize("geometry", list(GEOMETRIES))
+def test_compiled_calculator_equals_eager(compiled_pair, geometry):
+    eager, compiled = compiled_pair
+    atoms = GEOMETRIES[geometry]()
+    assert_same_results(results(eager, atoms), results(compiled, atoms), F64_ATOL)
+
+
+def test_compiled_program_takes_isolated_atoms_and_any_size(compiled_pair):
+    eager, compiled = compiled_pair
+    single = Atoms("Au", positions=[[0.0, 0.0, 0.0]])  # no edges at all
+    far = Atoms("CuAuH", positions=[[0, 0, 0], [50, 0, 0], [0, 50, 0]])
+    big = GEOMETRIES["alloy"]() * (2, 2, 1)  # another N and E than the example it traced
+    for atoms in (single, far, big):
+        assert_same_results(results(eager, atoms), results(compiled, atoms), F64_ATOL)
+
+
+def test_compiled_blocks_of_centre_atoms_are_exact(compile_cache):
+    model = build_variant("lmax2-parity-coupled").requires_grad_(False)
+    atoms = GEOMETRIES["alloy"]() * (2, 1, 1)
+    one_pass = AllegroCalculator(model, device="cpu", block_edges=None)
+    blocks = AllegroCalculator(model, device="cpu", compile=True, block_edges=7)
+    assert_same_results(results(one_pass, atoms), results(blocks, atoms), F64_ATOL)
+
+
+def test_float32_model_compiles_and_agrees(compile_cache):
+    eager = AllegroCalculator.from_pretrained("allegro-emt-metals", device="cpu")
+    compiled = AllegroCalculator.from_pretrained("allegro-emt-metals", device="cpu", compile=True)
+    atoms = GEOMETRIES["alloy"]()
+    atoms.numbers[atoms.numbers == 1] = 13  # the model knows Al, Cu, Ag, Au
+    want, have = results(eager, atoms), results(compiled, atoms)
+    assert abs(have["energy"] - want["energy"]) < 1e-4
+    np.testing.assert_allclose(have["forces"], want["forces"], atol=1e-4)
+    np.testing.assert_allclose(have["stress"], want["stress"], atol=1e-6)
+
+
+def test_a_compiled_model_is_loaded_from_the_cache(compiled_pair, compile_cache):
+    eager, compiled = compiled_pair
+    files = sorted(compiled_cache_dir().iterdir())
+    started = time.perf_counter()
+    again = compile_model(eager.model, torch.device("cpu"))
+    assert time.perf_counter() - started < 10  # loaded, not compiled (compiling takes > 15 s)
+    assert again.path == compiled.compiled.path
+    assert sorted(compiled_cache_dir().iterdir()) == files
+
+
+def test_a_changed_package_is_compiled_again(compile_cache):
+    model = build_variant("lmax1-noparity-uncoupled-1layer").requires_grad_(False)
+    first = compile_model(model, torch.device("cpu"))
+    data = bytearray(first.path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    first.path.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="does not match its recorded sha256"):
+        second = compile_model(model, torch.device("cpu"))
+    atoms = GEOMETRIES["triclinic"]()
+    eager = AllegroCalculator(model, device="cpu")
+    compiled = AllegroCalculator(model, device="cpu", compile=True)
+    assert second.path == first.path
+    assert_same_results(results(eager, atoms), results(compiled, atoms), F64_ATOL)
+
+
+def test_the_cache_key_follows_the_weights(compile_cache):
+    from allegro_ase.compile import compile_key
+
+    model = build_variant("lmax1-noparity-uncoupled-1layer").requires_grad_(False)
+    key = compile_key(model, torch.device("cpu"))
+    assert compile_key(build_variant("lmax1-noparity-uncoupled-1layer"), torch.device("cpu")) == key
+    with torch.no_grad():
+        next(model.parameters())[0] += 1e-6
+    assert compile_key(model, torch.device("cpu")) != key
+
+
+def test_a_compiled_calculator_pickles_and_copies(compiled_pair):
+    _, compiled = compiled_pair
+    atoms = GEOMETRIES["slab"]()
+    want = results(compiled, atoms)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch's own, from its package loader
+        clone = pickle.loads(pickle.dumps(compiled))
+    assert_same_results(want, results(clone, atoms), 0.0)
+    assert_same_results(want, results(copy.copy(compiled), atoms), 0.0)
+
+
+def test_a_failing_compiler_gives_a_clear_error(compile_cache, monkeypatch, tmp_path):
+    from torch._inductor import config
+
+    monkeypatch.setenv("ALLEGRO_ASE_CACHE", str(tmp_path))  # nothing cached here
+    model = build_variant("lmax1-noparity-uncoupled-1layer").requires_grad_(False)
+    with config.patch({"cpp.cxx": ("/nonexistent/c++",)}):
+        with pytest.raises(CompileError, match="compile=False"):
+            AllegroCalculator(model, device="cpu", compile=True)
+    assert not list((tmp_path / "compiled").glob("*.pt2"))
