@@ -1,12 +1,13 @@
 """Timing worker processes shared by ``foundation_timing.py`` and ``md_step_timing.py``.
 
-Each calculator (reference eager ``NequIPCalculator``, ours, reference AOTI) lives in its own
+Each calculator (reference eager ``NequIPCalculator``, ours, ours with ``compile=True``,
+reference AOTI) lives in its own
 process, which answers requests on a pipe (``foundation_configs.serve``): ``load`` a cell,
 ``energy``, ``call K``, ``md K``, ``rss``. A worker is kept for all sizes of one model, the
 sizes in ascending order, so its peak RSS after a size is that size's peak (memory grows with
 the cell). Run as a script, this module is our side's worker::
 
-    python benchmarks/bench_workers.py MODEL --cache DIR --calls K [--phases]
+    python benchmarks/bench_workers.py MODEL --cache DIR --calls K [--phases | --compile]
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ DEFAULT_CACHE = Path(os.environ.get("ALLEGRO_ASE_BENCH_CACHE", "~/.cache/allegro
 DEFAULT_REFERENCE_PYTHON = "/work/refvenv/bin/python"
 
 
-def our_calculator(name: str, cache: Path):
-    """``AllegroCalculator`` around our rebuild of the cached reference weights."""
+def our_calculator(name: str, cache: Path, compile: bool = False):
+    """``AllegroCalculator`` around our rebuild of the cached reference weights.
+
+    ``compile=True``: our AOTInductor path (compiled once into our own cache, then loaded).
+    """
     import torch
 
     from allegro_ase import AllegroCalculator
@@ -37,7 +41,8 @@ def our_calculator(name: str, cache: Path):
     folder = cache / model_key(name)
     kwargs = json.loads((folder / "kwargs.json").read_text())
     state = torch.load(folder / "state_dict.pt", weights_only=True)
-    return AllegroCalculator(model_from_reference(kwargs, state, "model.func."), device="cpu")
+    model = model_from_reference(kwargs, state, "model.func.")
+    return AllegroCalculator(model, device="cpu", compile=compile)
 
 
 def count_edges(atoms, r_max: float) -> int:
@@ -119,11 +124,13 @@ class Worker:
 
 
 def worker_commands(name: str, calls: int, args, phases: bool = False) -> dict[str, list[str]]:
-    """Command lines of the three workers of ``name``; no ``ref-AOTI`` without an export."""
+    """Command lines of the workers of ``name``; no ``ref-AOTI`` without an export."""
     ref = [args.reference_python, str(HERE / "foundation_reference.py"), "worker", name,
            "--cache", str(args.cache), "--calls", str(calls)]  # fmt: skip
     ours = [sys.executable, __file__, name, "--cache", str(args.cache), "--calls", str(calls)]
     commands = {"ref-eager": ref + ["--kind", "eager"], "ours": ours + ["--phases"] * phases}
+    if args.ours_compiled:
+        commands["ours-compiled"] = ours + ["--compile"]
     if (args.cache / model_key(name) / "model.nequip.pt2").is_file():
         commands["ref-AOTI"] = ref + ["--kind", "aoti"]
     return commands
@@ -152,6 +159,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-python", default=DEFAULT_REFERENCE_PYTHON)
     parser.add_argument("--no-compile", dest="compile", action="store_false",
                         help="do not AOTI-export a model that has no cached export")  # fmt: skip
+    parser.add_argument("--no-ours-compiled", dest="ours_compiled", action="store_false",
+                        help="leave out our compile=True worker")  # fmt: skip
 
 
 def main() -> None:
@@ -160,11 +169,12 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--calls", type=int, default=0, help="timed + warm-up calls")
     parser.add_argument("--phases", action="store_true", help="time our phases too")
+    parser.add_argument("--compile", action="store_true", help="our compiled path")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(1)
-    calc = our_calculator(args.name, args.cache.expanduser())
+    calc = our_calculator(args.name, args.cache.expanduser(), args.compile)
     serve(calc, args.calls, PhaseTimer(calc) if args.phases else None)
 
 

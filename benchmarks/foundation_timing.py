@@ -150,7 +150,12 @@ def check_row(row: dict, results: dict) -> None:
     """Compare the sides' results at the unperturbed positions; print and record them."""
     row["check"] = {
         f"{a} vs {b}": differences(results[a], results[b])
-        for a, b in (("ours", "ref-eager"), ("ref-AOTI", "ref-eager"), ("ours", "ref-AOTI"))
+        for a, b in (
+            ("ours", "ref-eager"),
+            ("ref-AOTI", "ref-eager"),
+            ("ours", "ref-AOTI"),
+            ("ours-compiled", "ours"),
+        )
         if a in results and b in results
     }
     for pair, d in row["check"].items():
@@ -187,16 +192,18 @@ def ratios(ours: dict, ref: dict | None) -> str:
 def print_table(rows: list[dict]) -> None:
     print("\ntimes: min / median wall ms · min / median thread-CPU ms; ratios: ours / ref, "
           "median wall · median CPU (< 1: ours faster)\n")  # fmt: skip
-    print("| model | N | edges | ref eager | ours | ref AOTI | ours/eager | ours/AOTI "
-          "| peak RSS MiB eager / ours / AOTI |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| model | N | edges | ref eager | ours | ours compiled | ref AOTI | ours/eager "
+          "| ours/AOTI | compiled/AOTI | peak RSS MiB eager / ours / compiled / AOTI |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         rss = " / ".join(f"{r[k]['peak_rss_mib']:.0f}" if k in r else "-"
-                         for k in ("ref-eager", "ours", "ref-AOTI"))  # fmt: skip
+                         for k in ("ref-eager", "ours", "ours-compiled", "ref-AOTI"))  # fmt: skip
         eager = fmt_times(r.get("ref-eager")) if "ref-eager" in r else r.get("eager_skipped", "-")
+        compiled = r.get("ours-compiled")
         print(f"| {r['model']} | {r['N']} | {r['edges']} | {eager} | {fmt_times(r['ours'])} | "
-              f"{fmt_times(r.get('ref-AOTI'))} | {ratios(r['ours'], r.get('ref-eager'))} | "
-              f"{ratios(r['ours'], r.get('ref-AOTI'))} | {rss} |")  # fmt: skip
+              f"{fmt_times(compiled)} | {fmt_times(r.get('ref-AOTI'))} | "
+              f"{ratios(r['ours'], r.get('ref-eager'))} | {ratios(r['ours'], r.get('ref-AOTI'))} "
+              f"| {ratios(compiled, r.get('ref-AOTI')) if compiled else '-'} | {rss} |")  # fmt: skip
 
 
 def memory_fit(rows: list[dict], budget_gib: float = 24.0) -> None:

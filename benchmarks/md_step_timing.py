@@ -2,7 +2,8 @@
 
 The same model specs, cache and worker processes as ``foundation_timing.py``
 (``bench_workers.py``): ours and the reference AOTInductor export (``--eager`` adds the
-reference eager module), each in its own process, all with the same weights. In each worker,
+reference eager module) and ours with ``compile=True`` (``--no-ours-compiled`` leaves it out),
+each in its own process, all with the same weights. In each worker,
 ASE ``VelocityVerlet`` (1 fs, seeded 300 K Maxwell-Boltzmann start) runs on the same cell; a
 step includes the neighbour list, the force call (with stress: the reference always computes
 it for a cell, ours computes it in the same pass) and the integrator. After ``--warmup-steps``
@@ -124,6 +125,15 @@ def print_table(rows: list[dict]) -> None:
         rss = f"{ours['peak_rss_mib']:.0f} / " + (f"{ref['peak_rss_mib']:.0f}" if ref else "-")
         print(f"| {r['model']} | {r['N']} | {r['edges']} | {fmt(ref)} | {fmt(ours)} | {ratio} "
               f"| {split(ours)} | {rss} |")  # fmt: skip
+        compiled = r.get("ours-compiled")
+        if compiled:
+            ratio = "-"
+            if ref:
+                wall = statistics.median(compiled["wall_ms"]) / statistics.median(ref["wall_ms"])
+                cpu = statistics.median(compiled["cpu_ms"]) / statistics.median(ref["cpu_ms"])
+                ratio = f"{wall:.2f} · {cpu:.2f}"
+            print(f"|  | (ours compiled) | | | {fmt(compiled)} | {ratio} | | "
+                  f"{compiled['peak_rss_mib']:.0f} |")  # fmt: skip
         if "ref-eager" in r:
             print(f"|  | (ref eager: {fmt(r['ref-eager'])}) | | | | | | |")
 
