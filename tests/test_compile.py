@@ -146,3 +146,22 @@ def test_a_failing_compiler_gives_a_clear_error(compile_cache, monkeypatch, tmp_
         with pytest.raises(CompileError, match="compile=False"):
             AllegroCalculator(model, device="cpu", compile=True)
     assert not list((tmp_path / "compiled").glob("*.pt2"))
+
+
+def test_command_line_compile_flag_gives_the_calculators_numbers(compile_cache, tmp_path, capsys):
+    from ase.io import read, write
+
+    from allegro_ase.cli import main
+
+    atoms = GEOMETRIES["alloy"]()
+    atoms.numbers[atoms.numbers == 1] = 13
+    write(tmp_path / "in.extxyz", atoms)
+    command = ["eval", "allegro-emt-metals", str(tmp_path / "in.extxyz"), "-o"]
+    status = main([*command, str(tmp_path / "out.extxyz"), "--compile", "--device", "cpu"])
+    assert status == 0
+    assert "compiled" in capsys.readouterr().err  # the log line that names the model
+    predicted = read(tmp_path / "out.extxyz")
+    compiled = AllegroCalculator.from_pretrained("allegro-emt-metals", device="cpu", compile=True)
+    want = results(compiled, atoms)
+    assert predicted.get_potential_energy() == pytest.approx(want["energy"], abs=1e-6)
+    np.testing.assert_allclose(predicted.get_forces(), want["forces"], atol=1e-6)

@@ -63,7 +63,7 @@ def add_output_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    """Add the ``MODEL`` argument and ``--device``, ``--dtype``, ``--threads``."""
+    """Add the ``MODEL`` argument and ``--device``, ``--dtype``, ``--threads``, ``--compile``."""
     parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     group = parser.add_argument_group("model")
     group.add_argument(
@@ -76,6 +76,12 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--threads", type=positive_int, help="CPU threads of torch (default: torch's choice)"
+    )
+    group.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the model compiled with AOTInductor: about 2x faster on a CPU; the first "
+        "use of a model compiles it (30-80 s, then cached)",
     )
     add_output_flags(parser)
 
@@ -136,10 +142,10 @@ def load_calculator(args: argparse.Namespace) -> Any:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_energy_model(args.model)
-    calc = AllegroCalculator(model, device=args.device, dtype=args.dtype)
+    calc = AllegroCalculator(model, device=args.device, dtype=args.dtype, compile=args.compile)
     threads = torch.get_num_threads()
     logger.info(
-        "model %s: %s, %s, r_max %g Å, on %s (%d torch thread%s)",
+        "model %s: %s, %s, r_max %g Å, on %s (%d torch thread%s)%s",
         args.model,
         type(calc.model).__name__,
         calc.parameters["dtype"],
@@ -147,6 +153,7 @@ def load_calculator(args: argparse.Namespace) -> Any:
         calc.device,
         threads,
         "" if threads == 1 else "s",
+        ", compiled" if args.compile else "",
     )
     return calc
 
