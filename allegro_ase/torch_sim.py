@@ -31,6 +31,7 @@ Outputs come back in the dtype of the state's positions.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from collections.abc import Mapping, Sequence
 
@@ -46,11 +47,12 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 from .calculator import check_model, resolve_device
+from .compile import compile_model
 from .conversion import SpeciesMap
 from .io import load_model
 from .models import with_dtype
 from .neighbors import NEIGHBOR_LIST_BACKENDS, neighbor_list
-from .outputs import edge_gradients, edge_virials, forces_from_edge_gradients
+from .outputs import edge_virials, energies_and_edge_gradients, forces_from_edge_gradients
 from .zoo import resolve
 
 
@@ -161,6 +163,9 @@ class AllegroTorchSimModel(ModelInterface):
     min_distance : float
         Atoms closer than this (Å) raise ``ValueError`` naming the system and pair
         (0 turns the check off).
+    compile : bool
+        Run the model as one AOTInductor program, as ``AllegroCalculator(compile=True)``
+        (:mod:`allegro_ase.compile`; compiled once per model and cached).
     """
 
     def __init__(
@@ -173,6 +178,7 @@ class AllegroTorchSimModel(ModelInterface):
         neighbor_list: str = "matscipy",
         species_to_type_name: Mapping[str, str] | None = None,
         min_distance: float = 0.1,
+        compile: bool = False,
     ):
         super().__init__()
         check_model(model)
@@ -194,6 +200,12 @@ class AllegroTorchSimModel(ModelInterface):
         self.species_map = SpeciesMap(self.model.type_names, species_to_type_name)
         self.cutoff_matrix = self.model.cutoff_matrix.detach().cpu().numpy()
         self._types_of: tuple[torch.Tensor, torch.Tensor, np.ndarray] | None = None
+        if compile:
+            self._energies_and_gradients = compile_model(self.model, self._device)
+        else:
+            self._energies_and_gradients = functools.partial(
+                energies_and_edge_gradients, self.model
+            )
 
     @classmethod
     def from_pretrained(cls, name: str, **kwargs) -> AllegroTorchSimModel:
@@ -291,19 +303,16 @@ class AllegroTorchSimModel(ModelInterface):
         cell_shifts = torch.from_numpy(cell_shifts.astype(np.float64)).to(device)
         edge_vec = batch_edge_vectors(pos, cells, system_idx, edge_index, cell_shifts)
         self._check_distances(edge_vec, edge_index, system_np)
-        edge_vec = edge_vec.detach().requires_grad_(True)
-        energies = self.model(edge_vec, edge_index, atom_types).to(torch.float64)
+        edge_vec = edge_vec.detach()
+        energies, edge_grad = self._energies_and_gradients(edge_vec, edge_index, atom_types)
         energy = torch.zeros(n_systems, dtype=torch.float64, device=device)
         results = {"energy": energy.index_add(0, system_idx, energies)}
-        if not (self.compute_forces or self.compute_stress):
-            return results
-        edge_grad = edge_gradients(energies.sum(), edge_vec)
         if self.compute_forces:
             results["forces"] = forces_from_edge_gradients(edge_grad, edge_index, pos.shape[0])
         if self.compute_stress:
             virial = torch.zeros(n_systems, 3, 3, dtype=torch.float64, device=device)
             virial = virial.index_add(
-                0, system_idx[edge_index[0]], edge_virials(edge_vec.detach(), edge_grad)
+                0, system_idx[edge_index[0]], edge_virials(edge_vec, edge_grad)
             )
             volume = torch.as_tensor(volumes, dtype=torch.float64, device=device)
             results["stress"] = -virial / volume.view(-1, 1, 1)

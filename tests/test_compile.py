@@ -165,3 +165,16 @@ def test_command_line_compile_flag_gives_the_calculators_numbers(compile_cache, 
     want = results(compiled, atoms)
     assert predicted.get_potential_energy() == pytest.approx(want["energy"], abs=1e-6)
     np.testing.assert_allclose(predicted.get_forces(), want["forces"], atol=1e-6)
+
+
+def test_torch_sim_model_compiled_equals_eager(compiled_pair):
+    ts = pytest.importorskip("torch_sim")
+    from allegro_ase.torch_sim import AllegroTorchSimModel
+
+    eager, _ = compiled_pair
+    systems = [GEOMETRIES["alloy"](), GEOMETRIES["triclinic"](), GEOMETRIES["tiny_cell"]()]
+    state = ts.io.atoms_to_state(systems, torch.device("cpu"), torch.float64)
+    want = AllegroTorchSimModel(eager.model, device="cpu")(state)
+    have = AllegroTorchSimModel(eager.model, device="cpu", compile=True)(state)
+    for key in ("energy", "forces", "stress"):
+        np.testing.assert_allclose(have[key].numpy(), want[key].numpy(), rtol=0, atol=F64_ATOL)
