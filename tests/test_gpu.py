@@ -55,3 +55,19 @@ def test_cuda_blocks_and_memory_budget(allegro_model):
     blocks.calculate(atoms, ["energy", "forces"])
     assert blocks.results["energy"] == pytest.approx(whole.results["energy"], abs=1e-9)
     np.testing.assert_allclose(blocks.results["forces"], whole.results["forces"], atol=1e-9)
+
+
+@pytest.mark.parametrize("variant", ["lmax2-parity-coupled", "nequip-lmax1-parity-3layers"])
+def test_cuda_compiled_matches_cpu(variant, tmp_path, monkeypatch):
+    from conftest import build_variant
+
+    monkeypatch.setenv("ALLEGRO_ASE_CACHE", str(tmp_path))
+    model = build_variant(variant).requires_grad_(False)
+    compiled = AllegroCalculator(model, device="cuda", compile=True)
+    for geometry in ("alloy", "triclinic", "cluster"):
+        atoms = GEOMETRIES[geometry]()
+        atoms.calc = calc_for(model)
+        cpu = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = compiled
+        assert atoms.get_potential_energy() == pytest.approx(cpu[0], rel=1e-10)
+        np.testing.assert_allclose(atoms.get_forces(), cpu[1], atol=1e-10)
