@@ -18,6 +18,7 @@ a package that does not match is compiled again.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -96,10 +97,17 @@ def compiled_cache_dir() -> Path:
 
 
 def compile_key(model: torch.nn.Module, device: torch.device) -> str:
-    """sha256 of everything the compiled program depends on: weights, config, versions, ISA."""
+    """sha256 of everything the compiled program depends on: weights, config, code, ISA.
+
+    The code is the source of every module class in the model and of this package's
+    derivative code, so an edited (unreleased) checkout never loads a stale program.
+    """
+    import e3nn
+
     digest = hashlib.sha256()
     header = {
         "allegro_ase": __version__,
+        "e3nn": e3nn.__version__,
         "torch": torch.__version__,
         "device": device.type,
         "isa": _instruction_set(device),
@@ -107,11 +115,27 @@ def compile_key(model: torch.nn.Module, device: torch.device) -> str:
         "config": model.config.to_dict(),
     }
     digest.update(json.dumps(header, sort_keys=True, default=str).encode())
+    for path in source_files(model):
+        digest.update(Path(path).read_bytes())
     for name, tensor in sorted(model.state_dict().items()):
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def source_files(model: torch.nn.Module) -> list[str]:
+    """List the Python files that define ``model``'s module classes, and the derivative code."""
+    from . import outputs
+
+    files = {outputs.__file__, __file__}
+    classes = {cls for module in model.modules() for cls in type(module).__mro__}
+    for cls in classes:
+        try:
+            files.add(inspect.getsourcefile(cls))
+        except TypeError:  # a built-in or generated class without a source file
+            continue
+    return sorted(name for name in files if name)
 
 
 def _instruction_set(device: torch.device) -> str:
