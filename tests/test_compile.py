@@ -1,6 +1,6 @@
 """The compiled path (``AllegroCalculator(compile=True)``, :mod:`allegro_ase.compile`).
 
-Each model compiles once per session into a temporary cache (15-80 s on 2 cores). The whole
+Each model compiles once into a temporary cache (15-80 s on 2 cores). The whole
 physics suite runs with the path switched on by ``ALLEGRO_ASE_TEST_COMPILE=1`` (conftest).
 """
 
@@ -24,16 +24,16 @@ COMPILED_VARIANTS = ["lmax2-parity-coupled", "nequip-lmax1-parity-3layers"]
 PROPERTIES = ("energy", "energies", "forces", "stress", "stresses")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def compile_cache(tmp_path_factory):
-    """A private compile cache for this session (``ALLEGRO_ASE_CACHE``)."""
+    """A private compile cache for this module's tests (``ALLEGRO_ASE_CACHE``)."""
     with pytest.MonkeyPatch.context() as patch:
         cache = tmp_path_factory.mktemp("cache")
         patch.setenv("ALLEGRO_ASE_CACHE", str(cache))
         yield cache
 
 
-@pytest.fixture(scope="session", params=COMPILED_VARIANTS)
+@pytest.fixture(scope="module", params=COMPILED_VARIANTS)
 def compiled_pair(request, compile_cache):
     """(eager calculator, compiled calculator) of one small float64 model."""
     model = build_variant(request.param).requires_grad_(False)
