@@ -150,7 +150,7 @@ def test_num_threads_applies_during_the_call_and_is_restored():
     model = make_model().requires_grad_(False)  # frozen: the calculator uses it, not a copy
     previous = torch.get_num_threads()
     target = 1 if previous != 1 else 2
-    calc = calc_for(model, num_threads=target)
+    calc = calc_for(model, num_threads=target, compile=False)  # watches the eager forward
     hook = model.readout.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
     try:
         calc.calculate(GEOMETRIES["alloy"](), ["energy"])
