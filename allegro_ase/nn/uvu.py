@@ -13,9 +13,11 @@ contracted with the 3j symbols first, for all paths of one input irrep at once,
 .. math:: T^{(a)}_{zik} = \sum_j Y_{zj} \, M^{(a)}_{j,ik}, \qquad
           m^{(a)}_{zuk} = w_{zu\,p(k)} \sum_i x_{zui} T^{(a)}_{zik},
 
-one matrix product and one batched matrix product per input irrep. The numbers are e3nn's
-(to rounding); each path's (U, 2 l_3 + 1) block of messages is summed onto the centre atoms
-straight into its place in e3nn's output layout.
+one matrix product and one batched matrix product per input irrep. The messages of all paths
+of one input irrep, (E, W, U) with W the summed output widths, are weighted and summed onto the
+centre atoms in one contiguous block; one permutation of the (N, mid_dim) columns at the end
+puts every path's (U, 2 l_3 + 1) block into e3nn's output layout. The numbers are e3nn's (to
+rounding).
 """
 
 from __future__ import annotations
@@ -75,8 +77,30 @@ class UVUTensorProduct(torch.nn.Module):
             self.weight_sizes.append(mul * len(paths))
         if sum(block.stop - block.start for block in blocks) != self.mid_dim:
             raise ValueError("Every output irrep of the tensor product must come from one path.")
-        self.blocks = [(block.start, block.stop) for block in blocks]
+        self._register_summation_layout([(block.start, block.stop) for block in blocks])
         self._register_load_state_dict_pre_hook(_drop_old_constants, with_module=True)
+
+    def _register_summation_layout(self, blocks: list[tuple[int, int]]) -> None:
+        """Index buffers: each path's weight per output column, and the final permutation.
+
+        ``spread_g`` (W_g,) gives, for each column of input irrep g's messages, its path (in
+        the group); ``layout`` (mid_dim,) gives, for each column of e3nn's output, its column
+        in the concatenated (N, sum_g W_g U_g) sums, which are laid out [path][k][u].
+        """
+        layout = torch.empty(self.mid_dim, dtype=torch.long)
+        blocks_in_order, offset = iter(blocks), 0
+        for group, (_, mul, _, widths) in enumerate(self.groups):
+            paths = torch.arange(len(widths))
+            spread = torch.repeat_interleave(paths, torch.tensor(widths))
+            self.register_buffer(f"spread_{group}", spread, persistent=False)
+            column = 0  # of the path's first output component within the group
+            for width in widths:
+                start, _ = next(blocks_in_order)
+                k, u = torch.meshgrid(torch.arange(width), torch.arange(mul), indexing="ij")
+                layout[start + u * width + k] = offset + (column + k) * mul + u
+                column += width
+            offset += column * mul
+        self.register_buffer("layout", layout, persistent=False)
 
     def forward(
         self,
@@ -107,20 +131,22 @@ class UVUTensorProduct(torch.nn.Module):
             (N, mid_dim) summed messages in the layout of e3nn's output irreps.
         """
         num_edges = x.shape[0]
-        summed = x.new_zeros((num_nodes, self.mid_dim))
         # split (not sliced) views: their backward concatenates instead of zero-filling
         x_groups = x.split(self.x_sizes, dim=1)
         weight_groups = weights.split(self.weight_sizes, dim=1)
-        blocks = iter(self.blocks)
+        sums = []
         for group, (a, mul, dim, widths) in enumerate(self.groups):
-            basis = (sh @ getattr(self, f"contraction_{group}")).view(num_edges, dim, sum(widths))
-            products = torch.bmm(x_groups[a].unflatten(1, (mul, dim)), basis)
-            path_weights = weight_groups[group].unflatten(1, (len(widths), mul)).unbind(1)
-            for product, weight in zip(products.split(widths, dim=2), path_weights, strict=True):
-                start, stop = next(blocks)
-                message = (product * weight.unsqueeze(-1)).flatten(1)
-                summed[:, start:stop].index_add_(0, center, message)
-        return summed
+            width = sum(widths)
+            basis = (sh @ getattr(self, f"contraction_{group}")).view(num_edges, dim, width)
+            sender = x_groups[a].unflatten(1, (mul, dim)).transpose(1, 2)  # (E, dim, U)
+            products = torch.bmm(basis.transpose(1, 2), sender)  # (E, W, U)
+            path_weights = weight_groups[group].unflatten(1, (len(widths), mul))
+            spread = path_weights.index_select(1, getattr(self, f"spread_{group}"))
+            messages = (products * spread).flatten(1)
+            sums.append(
+                messages.new_zeros((num_nodes, width * mul)).index_add_(0, center, messages)
+            )
+        return torch.cat(sums, dim=1).index_select(1, self.layout)
 
 
 def _drop_old_constants(module: torch.nn.Module, state_dict: dict, prefix: str, *_) -> None:
