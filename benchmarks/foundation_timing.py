@@ -209,7 +209,7 @@ def print_table(rows: list[dict]) -> None:
 def memory_fit(rows: list[dict], budget_gib: float = 24.0) -> None:
     """Estimate, per model and side: peak RSS linear in edges, over the measured sizes (>= 2)."""
     for name in dict.fromkeys(r["model"] for r in rows):
-        for side in ("ours", "ref-AOTI", "ref-eager"):
+        for side in ("ours", "ours-compiled", "ref-AOTI", "ref-eager"):
             own = [r for r in rows if r["model"] == name and side in r]
             if len(own) < 2:
                 continue
