@@ -11,10 +11,21 @@ energies, forces and the virial stress (LAMMPS bar -> ASE eV/Å³, with LAMMPS' 
 ``nktv2p``) with :class:`~allegro_ase.AllegroCalculator` evaluated on LAMMPS' own coordinates.
 Prints a Markdown table; the exact LAMMPS input is ``WORKDIR/<case>/in.lmp``.
 
-``--zoo NAME ...`` instead runs shipped (float32) zoo models on a rattled 500-atom Cu3Au-like fcc
-cell: Allegro models with ``pair_style allegro`` on 1 and 2 ranks, NequIP models with
-``pair_style nequip`` on 1 rank, ``run 0`` and 200 NVE steps, and also reports LAMMPS' ms per step
-beside our calculator's ms per force call on the same cell.
+``--zoo NAME ...`` instead runs shipped (float32) zoo models, or model files (``.pt`` of ours,
+the reference's ``.nequip.zip`` / ``.ckpt``), on two cells: a rattled 500-atom Cu3Au-like fcc
+cell (cubic, LAMMPS' frame as is) and a rattled 256-atom one in a general triclinic cell (all
+nine cell components non-zero; rotated into LAMMPS' lower-triangular frame for the data file,
+LAMMPS' forces and stress rotated back). Allegro models run with ``pair_style allegro`` on 1 and
+2 ranks, NequIP models with ``pair_style nequip`` on 1 rank, ``run 0`` and 200 NVE steps; the
+table also gives LAMMPS' ms per step beside our calculator's ms per force call on the same cell.
+
+``--reference-package REF.nequip.pt2`` (with one Allegro model in ``--zoo``, the one REF was
+compiled from, e.g. by ``nequip-compile MODEL.nequip.zip REF.nequip.pt2 --mode aotinductor
+--device cpu --target pair_allegro``) also times REF against our export of the same model in
+the same LAMMPS binary: NVE runs on the 500-atom cell alternating ours / reference / ours ...
+on 1 and 2 ranks, ms per step (LAMMPS' "Loop time") and CPU ms per step (times LAMMPS' "% CPU
+use"), and first checks REF's energies, forces and stress against our calculator like ours.
+Our export is cached as ``WORKDIR/<name>.nequip.pt2``: delete it to time a changed export.
 """
 
 import argparse
@@ -30,10 +41,9 @@ from ase.build import bulk, fcc100
 from ase.data import atomic_masses, atomic_numbers
 
 from allegro_ase import AllegroCalculator
-from allegro_ase.io import load_model
+from allegro_ase.commands.common import load_energy_model
 from allegro_ase.io.export import export_model
 from allegro_ase.models import architecture_of, build_model
-from allegro_ase.zoo import resolve
 
 NKTV2P = 1.6021765e6  # LAMMPS' metal-units pressure factor: bar per eV/Å³
 SPECIES = ["Cu", "Au", "H"]
@@ -87,12 +97,40 @@ def structures() -> dict[str, Atoms]:
     return {"alloy": alloy, "triclinic": triclinic, "slab": slab}
 
 
-def zoo_structure() -> Atoms:
-    """500-atom fcc Cu cell with every 4th atom Au, rattled: the shipped EMT models' test cell."""
-    atoms = bulk("Cu", "fcc", a=3.7, cubic=True) * (5, 5, 5)
-    atoms.numbers[::4] = 79
-    atoms.rattle(0.05, seed=2)
-    return atoms
+def zoo_structures() -> dict[str, Atoms]:
+    """The shipped EMT models' test cells, every 4th atom Au, rattled.
+
+    ``Cu-Au fcc``: 500 atoms in a cubic cell (a = 3.7 Å). ``Cu-Au triclinic``: 256 atoms, the
+    4x4x4 cubic cell sheared (tilts 1.5, -1.2 and 2.0 Å) and then turned by a generic rotation,
+    so that every component of the cell is non-zero and LAMMPS needs :func:`lammps_frame`.
+    """
+    cubic = bulk("Cu", "fcc", a=3.7, cubic=True) * (5, 5, 5)
+    cubic.numbers[::4] = 79
+    cubic.rattle(0.05, seed=2)
+    triclinic = bulk("Cu", "fcc", a=3.7, cubic=True) * (4, 4, 4)
+    triclinic.numbers[::4] = 79
+    sheared = [[14.8, 0.0, 0.0], [1.5, 14.6, 0.0], [-1.2, 2.0, 15.0]]
+    triclinic.set_cell(sheared, scale_atoms=True)
+    triclinic.rotate(41.0, (1.0, -2.0, 3.0), rotate_cell=True)
+    triclinic.rattle(0.05, seed=4)
+    return {"Cu-Au fcc": cubic, "Cu-Au triclinic": triclinic}
+
+
+def lammps_frame(atoms: Atoms) -> tuple[Atoms, np.ndarray]:
+    """``atoms`` turned so that its cell is lower-triangular (LAMMPS' frame), and the turn.
+
+    Returns the turned copy and the rotation ``Q`` (3x3, det +1) with ``cell_LAMMPS = cell @ Q``:
+    positions and forces turn as ``x @ Q``, a stress (eV/Å³) as ``Q.T @ σ @ Q``. Components
+    that are zero up to rounding are set exactly to zero.
+    """
+    q, r = np.linalg.qr(atoms.cell.array.T)  # cell.T = q r, so cell @ q = r.T (lower-triangular)
+    signs = np.sign(np.diag(r))
+    q, r = q * signs, r * signs[:, None]
+    assert np.linalg.det(q) > 0, "a left-handed cell cannot be turned into LAMMPS' frame"
+    turned = atoms.copy()
+    turned.set_cell(np.tril(r.T), scale_atoms=False)
+    turned.positions = atoms.positions @ q
+    return turned, q
 
 
 def write_data(atoms: Atoms, path: Path, species: list[str] = SPECIES) -> None:
@@ -141,10 +179,13 @@ def run_lammps(lmp: str, workdir: Path, ranks: int, **fields) -> dict:
     elapsed = time.perf_counter() - start
     log = (workdir / "log.lammps").read_text().splitlines()
     first = next(k for k, line in enumerate(log) if line.split()[:2] == ["Step", "PotEng"])
-    thermo, loop_seconds = [], float("nan")
-    for line in log[first + 1 :]:
+    thermo, loop_seconds, cpu_use = [], float("nan"), float("nan")
+    for k, line in enumerate(log[first + 1 :], first + 1):
         if line.startswith("Loop time"):  # "Loop time of T on P procs for S steps ..."
             loop_seconds = float(line.split()[3])
+            # "... % CPU use with P MPI tasks x 1 OpenMP threads" (absent for run 0)
+            usage = [ln for ln in log[k : k + 4] if "% CPU use" in ln]
+            cpu_use = float(usage[0].split("%")[0]) / 100 if usage else float("nan")
             break
         thermo.append([float(x) for x in line.split()])
     frame = (workdir / "dump.txt").read_text().splitlines()
@@ -155,20 +196,29 @@ def run_lammps(lmp: str, workdir: Path, ranks: int, **fields) -> dict:
         "atoms": table,
         "seconds": elapsed,
         "loop_seconds": loop_seconds,
+        "cpu_use": cpu_use,
     }
 
 
-def compare(model, atoms: Atoms, lammps: dict) -> dict:
-    """Our calculator on LAMMPS' final coordinates vs LAMMPS' energies, forces and stress."""
+def compare(model, atoms: Atoms, lammps: dict, turn: np.ndarray | None = None) -> dict:
+    """Our calculator on LAMMPS' final coordinates vs LAMMPS' energies, forces and stress.
+
+    ``atoms`` is the structure in its own frame and ``turn`` the rotation of
+    :func:`lammps_frame` that took it into LAMMPS' (None: it already was there): LAMMPS'
+    positions, forces and stress are turned back with ``turn.T`` before comparing.
+    """
+    turn = np.eye(3) if turn is None else turn
     atoms = atoms.copy()
-    atoms.positions = lammps["atoms"][:, 2:5]
+    atoms.positions = lammps["atoms"][:, 2:5] @ turn.T
     atoms.calc = AllegroCalculator(model, device="cpu")
     row = lammps["thermo"][-1]
-    stress = -np.array(row[4:10])[[0, 1, 2, 5, 4, 3]] / NKTV2P  # LAMMPS order -> ASE Voigt
+    xx, yy, zz, xy, xz, yz = -np.array(row[4:10]) / NKTV2P  # bar, compression > 0 -> eV/Å³
+    sigma = turn @ np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]]) @ turn.T
+    stress = sigma[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]  # ASE Voigt: xx yy zz yz xz xy
     return {
         "energy": abs(row[1] - atoms.get_potential_energy()),
         "energies": np.abs(lammps["atoms"][:, 8] - atoms.get_potential_energies()).max(),
-        "forces": np.abs(lammps["atoms"][:, 5:8] - atoms.get_forces()).max(),
+        "forces": np.abs(lammps["atoms"][:, 5:8] @ turn.T - atoms.get_forces()).max(),
         "stress": np.abs(stress - atoms.get_stress()).max(),
         "drift": np.ptp(lammps["thermo"][:, 3]),
     }
@@ -200,34 +250,117 @@ def diff_cells(diff: dict, steps: int) -> str:
 
 
 def compare_zoo(lmp: str, workdir: Path, names: list[str], steps: int = 200) -> None:
-    """Shipped models in LAMMPS against our calculator on :func:`zoo_structure`."""
-    atoms = zoo_structure()
-    print(HEADER.replace("LAMMPS s", "LAMMPS ms/step | ours ms/call"))
+    """Shipped models (or model files) in LAMMPS against our calculator on :func:`zoo_structures`."""
+    print(HEADER.replace("LAMMPS s", "LAMMPS ms/step | ours ms/call") + "---|")
     for name in names:
-        model = load_model(resolve(name))
-        pair_style, newton, all_ranks = PAIR_STYLES[architecture_of(model)]
-        species = list(model.config.type_names)
-        package = workdir / f"{name}.nequip.pt2"
-        export_once(model, package, pair_style)
-        data = workdir / f"{name}.data"
-        write_data(atoms, data, species)
-        ours = _ms_per_call(model, atoms)
-        for ranks in all_ranks:
-            for run, n, dynamics in (("run 0", 0, ""), (f"NVE {steps} fs", steps, NVE)):
-                lammps = run_lammps(
-                    lmp, workdir / f"{name}-{ranks}rank-{n}", ranks, boundary="p p p",
-                    newton=newton, data=data, pair_style=pair_style, model=package,
-                    species=" ".join(species), thermo=20, dynamics=dynamics, steps=n,
-                    dump_every=max(n, 1),
-                )  # fmt: skip
-                diff = compare(model, atoms, lammps)
+        model, package = zoo_model(name, workdir)
+        pair_style, _, all_ranks = PAIR_STYLES[architecture_of(model)]
+        for label, atoms in zoo_structures().items():
+            ours = _ms_per_call(model, atoms)
+            runs = zoo_runs(lmp, workdir, model, package, label, atoms, all_ranks, steps)
+            for ranks, n, diff, lammps in runs:
+                run = f"NVE {n} fs" if n else "run 0"
                 timing = f"{1e3 * lammps['loop_seconds'] / n:.0f} | {ours:.0f}" if n else "- | -"
-                print(f"| {name} | {pair_style} | Cu-Au fcc | {len(atoms)} | {ranks} | {run} | "
-                      f"{diff_cells(diff, n)} | {timing} |")  # fmt: skip
+                print(f"| {Path(name).name} | {pair_style} | {label} | {len(atoms)} | {ranks} | "
+                      f"{run} | {diff_cells(diff, n)} | {timing} |")  # fmt: skip
 
 
-def _ms_per_call(model, atoms: Atoms, repeats: int = 5) -> float:
-    """Median ms of our calculator's energy + forces + stress call (1 torch thread)."""
+def zoo_model(name: str, workdir: Path) -> tuple:
+    """The model of a zoo name or a model file, and our export of it in ``workdir``."""
+    model = load_energy_model(name)  # as the command line: zoo name, ours or the reference's
+    pair_style = PAIR_STYLES[architecture_of(model)][0]
+    package = workdir / f"{Path(name).name.split('.')[0]}.nequip.pt2"
+    export_once(model, package, pair_style)
+    return model, package
+
+
+def zoo_runs(lmp, workdir, model, package, label, atoms, all_ranks, steps):
+    """``run 0`` and (``steps`` > 0) an NVE run of ``package`` per rank count on ``atoms``.
+
+    Yields (ranks, NVE steps or 0, :func:`compare`'s differences with our calculator,
+    :func:`run_lammps`'s result).
+    """
+    pair_style, newton = PAIR_STYLES[architecture_of(model)][:2]
+    species = list(model.config.type_names)
+    turned, turn = lammps_frame(atoms)
+    tag = f"{package.name.removesuffix('.nequip.pt2')}-{label.split()[-1]}"
+    data = workdir / f"{tag}.data"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    write_data(turned, data, species)
+    for ranks in all_ranks:
+        for n, dynamics in ((0, ""), (steps, NVE))[: 2 if steps else 1]:
+            lammps = run_lammps(
+                lmp, workdir / f"{tag}-{ranks}rank-{n}", ranks, boundary="p p p",
+                newton=newton, data=data, pair_style=pair_style, model=package,
+                species=" ".join(species), thermo=20, dynamics=dynamics, steps=n,
+                dump_every=max(n, 1),
+            )  # fmt: skip
+            yield ranks, n, compare(model, atoms, lammps, turn), lammps
+
+
+def time_reference(
+    lmp: str, workdir: Path, name: str, reference: Path, steps: int = 100, rounds: int = 2
+) -> None:
+    """Our export and the reference's ``reference`` package, same model, in one LAMMPS binary.
+
+    Checks the reference package against our calculator (``run 0`` on both zoo cells), then
+    times NVE runs of ``steps`` steps on the 500-atom cell, on 1 and 2 ranks, in the order
+    ours, reference, ours, ... (``rounds`` reference runs, ``rounds + 1`` of ours). Prints every
+    run (ms per step from LAMMPS' "Loop time", CPU ms per step = that times LAMMPS' "% CPU
+    use" / 100, per rank) and the medians with the ratio ours / reference.
+    """
+    model, ours = zoo_model(name, workdir)
+    assert architecture_of(model) == "allegro", "--reference-package times pair_style allegro"
+    packages = {"ours": ours, "reference": reference.resolve()}
+    print("| package | structure | N | ranks | run | max abs. diff. E (eV) | e_i (eV) | "
+          "F (eV/Å) | σ (eV/Å³) |\n|---|---|---|---|---|---|---|---|---|")  # fmt: skip
+    results = {}
+    for side, package in packages.items():
+        for label, atoms in zoo_structures().items():
+            for ranks, _, diff, lammps in zoo_runs(
+                lmp, workdir / side, model, package, label, atoms, (1, 2), 0
+            ):
+                results[side, label, ranks] = lammps
+                print(f"| {side} | {label} | {len(atoms)} | {ranks} | run 0 | "
+                      f"{diff_cells(diff, 0).rsplit(' |', 1)[0]} |")  # fmt: skip
+    for side, label, ranks in [key for key in results if key[0] == "ours"]:
+        a, b = results[side, label, ranks], results["reference", label, ranks]
+        print(f"<!-- ours vs reference, {label}, {ranks} rank(s), run 0: "
+              f"|ΔE| = {abs(a['thermo'][-1, 1] - b['thermo'][-1, 1]):.1e} eV, "
+              f"max |ΔF| = {np.abs(a['atoms'][:, 5:8] - b['atoms'][:, 5:8]).max():.1e} eV/Å -->")  # fmt: skip
+    label, atoms = next(iter(zoo_structures().items()))
+    species = list(model.config.type_names)
+    data = workdir / "timing.data"
+    write_data(atoms, data, species)
+    print(
+        f"\nNVE {steps} steps, {label}, {len(atoms)} atoms; our calculator: "
+        f"{_ms_per_call(model, atoms):.0f} ms per call (1 thread), CPU "
+        f"{_ms_per_call(model, atoms, cpu=True):.0f} ms\n"
+    )
+    print("| ranks | order | package | ms/step | CPU ms/step (per rank) |\n|---|---|---|---|---|")
+    for ranks in (1, 2):
+        times = {"ours": [], "reference": []}
+        order = ["ours", "reference"] * rounds + ["ours"]
+        for k, side in enumerate(order):
+            lammps = run_lammps(
+                lmp, workdir / f"timing-{side}-{ranks}rank-{k}", ranks, boundary="p p p",
+                newton="on", data=data, pair_style="allegro", model=packages[side],
+                species=" ".join(species), thermo=steps, dynamics=NVE, steps=steps,
+                dump_every=steps,
+            )  # fmt: skip
+            ms = 1e3 * lammps["loop_seconds"] / steps
+            times[side].append(ms)
+            print(f"| {ranks} | {k + 1} | {side} | {ms:.0f} | {ms * lammps['cpu_use']:.0f} |")
+        ours_ms, ref_ms = (float(np.median(times[side])) for side in ("ours", "reference"))
+        print(f"| {ranks} | median | ours / reference | {ours_ms:.0f} / {ref_ms:.0f} = "
+              f"{ours_ms / ref_ms:.2f} | |")  # fmt: skip
+
+
+def _ms_per_call(model, atoms: Atoms, repeats: int = 5, cpu: bool = False) -> float:
+    """Median ms of our calculator's energy + forces + stress call (1 torch thread).
+
+    Wall time, or with ``cpu`` the calling thread's CPU time (where that one torch thread runs).
+    """
     import torch
 
     threads = torch.get_num_threads()
@@ -237,9 +370,10 @@ def _ms_per_call(model, atoms: Atoms, repeats: int = 5) -> float:
     times = []
     for _ in range(repeats + 1):
         atoms.positions[0, 0] += 1e-4  # a new geometry every call
-        start = time.perf_counter()
+        clock = time.thread_time if cpu else time.perf_counter
+        start = clock()
         atoms.get_stress()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     torch.set_num_threads(threads)
     return 1e3 * float(np.median(times[1:]))
 
@@ -278,11 +412,26 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("lmp", help="LAMMPS binary with the pair_nequip_allegro styles")
     parser.add_argument("workdir", type=Path)
-    parser.add_argument("--zoo", nargs="+", metavar="NAME", help="shipped models to run instead")
+    parser.add_argument(
+        "--zoo", nargs="+", metavar="NAME", help="shipped models or model files to run instead"
+    )
+    parser.add_argument(
+        "--reference-package", type=Path, metavar="REF.nequip.pt2",
+        help="with one --zoo Allegro model: time this reference export of it beside ours",
+    )  # fmt: skip
+    parser.add_argument("--steps", type=int, default=200, help="NVE steps per run")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="reference timing runs per rank count"
+    )
     args = parser.parse_args()
     args.workdir = args.workdir.resolve()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    if args.zoo:
-        compare_zoo(args.lmp, args.workdir, args.zoo)
+    if args.reference_package:
+        assert args.zoo and len(args.zoo) == 1, "--reference-package needs one --zoo model"
+        time_reference(
+            args.lmp, args.workdir, args.zoo[0], args.reference_package, args.steps, args.rounds
+        )
+    elif args.zoo:
+        compare_zoo(args.lmp, args.workdir, args.zoo, args.steps)
     else:
         main(args.lmp, args.workdir)
