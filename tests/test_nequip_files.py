@@ -184,6 +184,25 @@ def test_checkpoint_with_unresolved_data_statistics_is_refused(tmp_path):
         AllegroCalculator.from_nequip(path, device="cpu")
 
 
+@pytest.mark.parametrize("scalars", [8, 6])
+def test_allegro_package_without_an_embedding_size_uses_the_scalar_width(tmp_path, scalars):
+    """nequip-allegro's radial_chemical_embed_dim defaults to num_scalar_features."""
+    source = DATA / "allegro.nequip.zip"
+    with zipfile.ZipFile(source) as archive:
+        text = archive.read("allegro.nequip/model/config.yaml").decode()
+    assert "radial_chemical_embed_dim: 8" in text and "num_scalar_features: 8" in text
+    text = text.replace("    radial_chemical_embed_dim: 8\n", "")
+    text = text.replace("num_scalar_features: 8", f"num_scalar_features: {scalars}")
+    path = _with_member(source, tmp_path, "model/config.yaml", text.encode())
+    if scalars == 8:  # the same model: it loads and gives the file's numbers
+        structures = REFERENCE["allegro"]["zip"]
+        errors = _max_errors(AllegroCalculator.from_nequip(path, device="cpu"), structures)
+        assert errors.max() < 1e-10  # float64 fixture
+    else:  # the config now describes another model than the packaged weights
+        with pytest.raises(NequIPFileError, match="num_scalar_features"):
+            AllegroCalculator.from_nequip(path, device="cpu")
+
+
 def test_fine_tuned_model_without_its_architecture_is_refused(tmp_path):
     checkpoint = torch.load(DATA / "nequip.ckpt", weights_only=True)
     checkpoint["hyper_parameters"]["model"] = {

@@ -183,6 +183,8 @@ def _effective(config: Any) -> dict[str, Any]:
         if values[key] == 0 and isinstance(values[key], int):
             values[key.replace("_depth", "_width")] = None
             values[key.replace("hidden_layers_depth", "nonlinearity")] = None
+    if hasattr(config, "embed_dim"):  # Allegro: an unset embedding size is num_scalar_features
+        values["radial_chemical_embed_dim"] = config.embed_dim
     pair = values.get("pair_potential")
     if pair:
         values["pair_potential"] = {
