@@ -35,7 +35,7 @@ MODEL = {
     "_target_": "allegro.model.AllegroModel", "seed": 0, "model_dtype": "float32",
     "type_names": TYPES, "r_max": 6.0, "l_max": 2, "parity": True, "num_layers": 2,
     "num_scalar_features": 32, "num_tensor_features": 8, "tp_path_channel_coupling": True,
-    "radial_chemical_embed_dim": 32,  # the reference's default; ours refuses it unset (None)
+    "radial_chemical_embed_dim": 32,  # = num_scalar_features, the reference's default
     "radial_chemical_embed": {"_target_": "allegro.nn.TwoBodyBesselScalarEmbed",
                               "num_bessels": 8, "bessel_trainable": False,
                               "polynomial_cutoff_p": 6},
