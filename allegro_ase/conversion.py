@@ -94,26 +94,47 @@ def check_geometry(atoms: Atoms) -> None:
         )
 
 
+BROKEN_STRUCTURE = (
+    "the structure is broken (atoms on top of each other, a wrong cell or unit, or a diverged run)"
+)
+
+
+def closest_pair_below(
+    edge_vec: torch.Tensor, edge_index: torch.Tensor, min_distance: float
+) -> tuple[int, int, float] | None:
+    """(i, j, distance in Å) of the shortest edge if it is shorter than ``min_distance``, else None.
+
+    ``edge_vec`` (E, 3) and ``edge_index`` (2, E); ``min_distance <= 0`` checks nothing.
+    """
+    if min_distance <= 0 or edge_index.shape[1] == 0:
+        return None
+    lengths = torch.linalg.vector_norm(edge_vec.detach(), dim=-1)
+    closest = int(torch.argmin(lengths))
+    distance = float(lengths[closest])
+    if distance >= min_distance:
+        return None
+    i, j = (int(k) for k in edge_index[:, closest])
+    return i, j, distance
+
+
 def check_distances(graph: AtomicGraph, min_distance: float, atoms: Atoms) -> None:
     """Raise ``InputError`` naming the closest pair if two atoms are nearer than ``min_distance``.
 
     No interatomic potential is meaningful for atoms on top of each other (a learned one gives
     an arbitrary number there, and forces are undefined at zero distance).
     """
-    if min_distance <= 0 or graph.edge_index.shape[1] == 0:
+    if min_distance <= 0:
         return
     vectors = edge_vectors(graph.pos, graph.cell, graph.edge_index, graph.cell_shifts)
-    lengths = torch.linalg.vector_norm(vectors, dim=-1)
-    closest = int(torch.argmin(lengths))
-    if float(lengths[closest]) >= min_distance:
+    pair = closest_pair_below(vectors, graph.edge_index, min_distance)
+    if pair is None:
         return
-    i, j = (int(k) for k in graph.edge_index[:, closest])
+    i, j, distance = pair
     symbols = atoms.get_chemical_symbols()
     raise InputError(
-        f"Atoms {i} ({symbols[i]}) and {j} ({symbols[j]}) are {float(lengths[closest]):.3g} Å "
-        f"apart (closer than min_distance = {min_distance} Å): the structure is broken (atoms "
-        "on top of each other, a wrong cell or unit, or a diverged run). Fix the structure; "
-        "pass min_distance=0 to the calculator to compute anyway."
+        f"Atoms {i} ({symbols[i]}) and {j} ({symbols[j]}) are {distance:.3g} Å apart (closer "
+        f"than min_distance = {min_distance} Å): {BROKEN_STRUCTURE}. Fix the structure; pass "
+        "min_distance=0 to the calculator to compute anyway."
     )
 
 

@@ -48,7 +48,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 from .calculator import check_model, resolve_device
 from .compile import compile_model
-from .conversion import SpeciesMap
+from .conversion import BROKEN_STRUCTURE, SpeciesMap, closest_pair_below
 from .io import load_model
 from .models import with_dtype
 from .neighbors import NEIGHBOR_LIST_BACKENDS, neighbor_list
@@ -321,21 +321,16 @@ class AllegroTorchSimModel(ModelInterface):
     def _check_distances(
         self, edge_vec: torch.Tensor, edge_index: torch.Tensor, system_idx: np.ndarray
     ) -> None:
-        if self.min_distance <= 0 or edge_vec.shape[0] == 0:
+        pair = closest_pair_below(edge_vec, edge_index, self.min_distance)
+        if pair is None:
             return
-        lengths = torch.linalg.vector_norm(edge_vec.detach(), dim=-1)
-        closest = int(torch.argmin(lengths))
-        distance = float(lengths[closest])
-        if distance >= self.min_distance:
-            return
-        i, j = (int(k) for k in edge_index[:, closest])
+        i, j, distance = pair
         system = int(system_idx[i])
         first = int(np.flatnonzero(system_idx == system)[0])
         raise ValueError(
             f"In system {system}, atoms {i - first} and {j - first} are {distance:.3g} Å apart "
-            f"(closer than min_distance = {self.min_distance} Å): the structure is broken (atoms "
-            "on top of each other, a wrong cell or unit, or a diverged run). Fix it, or pass "
-            "min_distance=0 to compute anyway."
+            f"(closer than min_distance = {self.min_distance} Å): {BROKEN_STRUCTURE}. Fix it, "
+            "or pass min_distance=0 to compute anyway."
         )
 
 
