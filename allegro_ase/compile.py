@@ -171,7 +171,13 @@ def compile_model(model: torch.nn.Module, device: torch.device) -> CompiledModel
             "truncated since it was written); compiling it again.",
             stacklevel=3,
         )
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CompileError(
+            f"Cannot keep compiled models in {folder} ({error}); set ALLEGRO_ASE_CACHE to a "
+            "writable folder, or use compile=False."
+        ) from error
     temporary = folder / f"{key}.{os.getpid()}.partial.pt2"
     started = time.perf_counter()
     logger.info(

@@ -178,3 +178,12 @@ def test_torch_sim_model_compiled_equals_eager(compiled_pair):
     have = AllegroTorchSimModel(eager.model, device="cpu", compile=True)(state)
     for key in ("energy", "forces", "stress"):
         np.testing.assert_allclose(have[key].numpy(), want[key].numpy(), rtol=0, atol=F64_ATOL)
+
+
+def test_an_unwritable_cache_gives_a_clear_error(monkeypatch, tmp_path):
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("ALLEGRO_ASE_CACHE", str(not_a_folder))
+    model = build_variant("lmax1-noparity-uncoupled-1layer").requires_grad_(False)
+    with pytest.raises(CompileError, match="ALLEGRO_ASE_CACHE to a writable folder"):
+        AllegroCalculator(model, device="cpu", compile=True)
