@@ -187,3 +187,13 @@ def test_an_unwritable_cache_gives_a_clear_error(monkeypatch, tmp_path):
     model = build_variant("lmax1-noparity-uncoupled-1layer").requires_grad_(False)
     with pytest.raises(CompileError, match="ALLEGRO_ASE_CACHE to a writable folder"):
         AllegroCalculator(model, device="cpu", compile=True)
+
+
+def test_compiled_batch_equals_eager_serial_calls(compiled_pair):
+    eager, compiled = compiled_pair
+    images = [make() for make in GEOMETRIES.values()]
+    batched = compiled.calculate_batch(images, ["energy", "forces"])
+    for atoms, have in zip(images, batched, strict=True):
+        want = results(eager, atoms)
+        assert have["energy"] == pytest.approx(want["energy"], abs=F64_ATOL)
+        np.testing.assert_allclose(have["forces"], want["forces"], rtol=0, atol=F64_ATOL)
