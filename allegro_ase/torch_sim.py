@@ -31,7 +31,6 @@ Outputs come back in the dtype of the state's positions.
 from __future__ import annotations
 
 import copy
-import functools
 import os
 from collections.abc import Mapping, Sequence
 
@@ -200,12 +199,7 @@ class AllegroTorchSimModel(ModelInterface):
         self.species_map = SpeciesMap(self.model.type_names, species_to_type_name)
         self.cutoff_matrix = self.model.cutoff_matrix.detach().cpu().numpy()
         self._types_of: tuple[torch.Tensor, torch.Tensor, np.ndarray] | None = None
-        if compile:
-            self._energies_and_gradients = compile_model(self.model, self._device)
-        else:
-            self._energies_and_gradients = functools.partial(
-                energies_and_edge_gradients, self.model
-            )
+        self._compiled = compile_model(self.model, self._device) if compile else None
 
     @classmethod
     def from_pretrained(cls, name: str, **kwargs) -> AllegroTorchSimModel:
@@ -304,7 +298,14 @@ class AllegroTorchSimModel(ModelInterface):
         edge_vec = batch_edge_vectors(pos, cells, system_idx, edge_index, cell_shifts)
         self._check_distances(edge_vec, edge_index, system_np)
         edge_vec = edge_vec.detach()
-        energies, edge_grad = self._energies_and_gradients(edge_vec, edge_index, atom_types)
+        if self._compiled is not None:
+            energies, edge_grad = self._compiled(edge_vec, edge_index, atom_types)
+        elif self.compute_forces or self.compute_stress:
+            energies, edge_grad = energies_and_edge_gradients(
+                self.model, edge_vec, edge_index, atom_types
+            )
+        else:  # energies only: no backward pass
+            energies = self.model(edge_vec, edge_index, atom_types).detach()
         energy = torch.zeros(n_systems, dtype=torch.float64, device=device)
         results = {"energy": energy.index_add(0, system_idx, energies)}
         if self.compute_forces:
