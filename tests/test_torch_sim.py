@@ -126,6 +126,19 @@ def test_clusters_without_stress_equal_calculator(pair):
     assert_matches(out, calculator_results(calc, [cu13, au13], stress=False), stress=False)
 
 
+def test_energies_only_equal_calculator(pair):
+    calc, model = pair
+    systems = three_systems()
+    model.compute_forces = model.compute_stress = False
+    try:
+        out = model(state_of(systems))
+    finally:
+        model.compute_forces = model.compute_stress = True
+    assert set(out) == {"energy"}
+    energy, _, _ = calculator_results(calc, systems, stress=False)
+    np.testing.assert_allclose(out["energy"].numpy(), energy, rtol=F64_RTOL, atol=F64_ATOL)
+
+
 def test_batch_is_one_model_call():
     model = AllegroTorchSimModel.from_pretrained("allegro-emt-metals", device="cpu")
     calls = []
