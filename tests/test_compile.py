@@ -133,8 +133,10 @@ def test_a_compiled_calculator_pickles_and_copies(compiled_pair):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch's own, from its package loader
         clone = pickle.loads(pickle.dumps(compiled))
-    assert_same_results(want, results(clone, atoms), 0.0)
-    assert_same_results(want, results(copy.copy(compiled), atoms), 0.0)
+    # Same program, but with more than one thread its scatter-adds (atomic adds) sum in a
+    # run-dependent order, so results agree to rounding, not bit for bit.
+    assert_same_results(want, results(clone, atoms), 1e-13)
+    assert_same_results(want, results(copy.copy(compiled), atoms), 1e-13)
 
 
 def test_a_failing_compiler_gives_a_clear_error(compile_cache, monkeypatch, tmp_path):
