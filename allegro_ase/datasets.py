@@ -15,6 +15,9 @@ dataset          shape         dtype   meaning
 ``energy``       (F,)          float64 total energy, eV
 ``stress``       (F, 3, 3)     float64 stress, eV/Å³, ASE sign; NaN where not labelled
 ``config_type``  (F,)          str     family of the frame ("bulk", "slab", "md_900K", ...)
+``task``         (F,)          str     optional: the generator task that made the frame (one
+                                       MD trajectory, say); files written before it existed
+                                       lack it and read as ""
 ================ ============= ======= ====================================================
 
 File attributes: ``schema``, ``method`` (the reference method, e.g. "EMT"), ``metadata`` (a JSON
@@ -68,6 +71,9 @@ class Frame:
         (3, 3) stress in eV/Å³ (ASE sign), or None when not labelled.
     config_type : str
         Family the frame was sampled from.
+    task : str
+        Generator task that made the frame (one MD trajectory, say), "" when unknown. Frames of
+        one task are correlated; ``split: {by: task}`` keeps them in one training split.
     """
 
     numbers: np.ndarray
@@ -78,6 +84,7 @@ class Frame:
     forces: np.ndarray
     stress: np.ndarray | None = None
     config_type: str = ""
+    task: str = ""
 
     @classmethod
     def from_atoms(cls, atoms: Atoms, config_type: str | None = None) -> Frame:
@@ -99,12 +106,15 @@ class Frame:
             config_type=config_type
             if config_type is not None
             else atoms.info.get("config_type", ""),
+            task=str(atoms.info.get("task", "")),
         )
 
     def to_atoms(self) -> Atoms:
         """Return an ``Atoms`` whose ``SinglePointCalculator`` holds the labels."""
         atoms = Atoms(numbers=self.numbers, positions=self.positions, cell=self.cell, pbc=self.pbc)
         atoms.info["config_type"] = self.config_type
+        if self.task:
+            atoms.info["task"] = self.task
         results = {"energy": self.energy, "forces": np.asarray(self.forces, dtype=np.float64)}
         if self.stress is not None:
             results["stress"] = np.asarray(self.stress)[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
@@ -170,8 +180,12 @@ class FrameWriter:
         return self._file["n_atoms"].shape[0]
 
     def append(self, frames: Sequence[Frame], task: str | None = None) -> None:
-        """Write ``frames`` and, if given, mark ``task`` completed, then flush to disk."""
+        """Write ``frames`` and, if given, mark ``task`` completed, then flush to disk.
+
+        Each frame's ``task`` label is its own, or ``task`` where the frame has none.
+        """
         if frames:
+            self._ensure_task_column()
             columns = {
                 "numbers": np.concatenate([f.numbers for f in frames]),
                 "positions": np.concatenate([f.positions for f in frames]),
@@ -184,6 +198,7 @@ class FrameWriter:
                     [np.full((3, 3), np.nan) if f.stress is None else f.stress for f in frames]
                 ),
                 "config_type": np.array([f.config_type for f in frames], dtype=object),
+                "task": np.array([f.task or task or "" for f in frames], dtype=object),
             }
             for name, values in columns.items():
                 dataset = self._file[name]
@@ -193,6 +208,18 @@ class FrameWriter:
         if task is not None:
             self._file.attrs["completed_tasks"] = json.dumps(sorted(self.completed_tasks | {task}))
         self._file.flush()
+
+    def _ensure_task_column(self) -> None:
+        """Add the optional ``task`` column to a file written without it ("" for old frames)."""
+        if "task" in self._file:
+            return
+        self._file.create_dataset(
+            "task",
+            data=np.full(len(self), "", dtype=object),
+            maxshape=(None,),
+            dtype=h5py.string_dtype(),
+            chunks=True,
+        )
 
     def close(self) -> None:
         """Close the file."""
@@ -211,6 +238,7 @@ def read_hdf5(path: str | Path) -> list[Frame]:
         if f.attrs.get("schema") != SCHEMA:
             raise ValueError(f"{path} is not an {SCHEMA} file (schema={f.attrs.get('schema')!r}).")
         columns = {name: f[name][()] for name in {**_PER_ATOM, **_PER_FRAME}}
+        tasks = f["task"][()] if "task" in f else np.full(len(columns["n_atoms"]), b"")
     bounds = np.concatenate([[0], np.cumsum(columns["n_atoms"])])
     frames = []
     for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=False)):
@@ -225,6 +253,7 @@ def read_hdf5(path: str | Path) -> list[Frame]:
                 forces=columns["forces"][lo:hi].astype(np.float64),
                 stress=None if np.isnan(stress).any() else stress,
                 config_type=columns["config_type"][i].decode(),
+                task=tasks[i].decode(),
             )
         )
     return frames

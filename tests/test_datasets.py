@@ -67,7 +67,22 @@ def test_appends_resume_and_remember_completed_tasks(tmp_path):
         writer.append(frames[1:], task="second")
     back = read_hdf5(tmp_path / "d.h5")
     assert [f.config_type for f in back] == ["bulk", "molecule"]
+    assert [f.task for f in back] == ["first", "second"]  # each frame remembers its task
     assert_same(frames[1], back[1])
+
+
+def test_frames_keep_their_own_task_and_old_files_without_tasks_still_read(tmp_path):
+    frames = labelled_frames()
+    frames[0].task = "md_300K_chunk03"
+    with FrameWriter(tmp_path / "d.h5", "EMT") as writer:
+        writer.append(frames, task="copy")
+    assert [f.task for f in read_hdf5(tmp_path / "d.h5")] == ["md_300K_chunk03", "copy"]
+    with h5py.File(tmp_path / "d.h5", "a") as handle:  # a file written before the task column
+        del handle["task"]
+    assert [f.task for f in read_hdf5(tmp_path / "d.h5")] == ["", ""]
+    with FrameWriter(tmp_path / "d.h5", "EMT") as writer:  # resuming it adds the column
+        writer.append(frames[1:], task="later")
+    assert [f.task for f in read_hdf5(tmp_path / "d.h5")] == ["", "", "later"]
 
 
 def test_other_method_or_foreign_file_is_refused(tmp_path):

@@ -14,7 +14,15 @@ from allegro_ase.conversion import SpeciesMap, atoms_to_graph
 from allegro_ase.datasets import Frame, FrameWriter, write_extxyz
 from allegro_ase.io import load_model
 from allegro_ase.outputs import compute_outputs
-from allegro_ase.training import TrainConfig, Trainer, frame_to_graph, join, predict, prepare
+from allegro_ase.training import (
+    TrainConfig,
+    Trainer,
+    frame_to_graph,
+    join,
+    predict,
+    prepare,
+    read_and_split,
+)
 from allegro_ase.training.data import split_indices
 from allegro_ase.training.statistics import avg_num_neighbors, force_rms, per_type_energy_shifts
 
@@ -66,6 +74,54 @@ def test_split_is_disjoint_complete_and_seeded():
     assert split != split_indices(50, 0.6, 10, seed=6)
     with pytest.raises(ValueError, match="does not fit"):
         split_indices(10, 8, 5, seed=0)
+
+
+def trajectories(sizes: list[int]) -> list[str]:
+    """One task label per frame: trajectory k holds sizes[k] frames."""
+    return [f"md_chunk{k:02d}" for k, size in enumerate(sizes) for _ in range(size)]
+
+
+def test_split_by_trajectory_keeps_each_trajectory_in_one_part():
+    groups = trajectories([60, 75, 90, 66, 80, 70, 85, 62, 77, 88, 64, 71, 83, 69, 79, 74, 68, 81])
+    n = len(groups)
+    split = split_indices(n, 0.7, 0.1, seed=3, groups=groups)
+    assert sorted(split["train"] + split["val"] + split["test"]) == list(range(n))
+    parts = {name: {groups[i] for i in indices} for name, indices in split.items()}
+    assert not parts["train"] & parts["val"] and not parts["train"] & parts["test"]
+    assert not parts["val"] & parts["test"]
+    for name, fraction in (("train", 0.7), ("val", 0.1), ("test", 0.2)):
+        assert abs(len(split[name]) - fraction * n) <= 90 / 2 + 1  # within half the largest group
+    assert split == split_indices(n, 0.7, 0.1, seed=3, groups=groups)
+    assert split != split_indices(n, 0.7, 0.1, seed=4, groups=groups)
+
+
+def test_split_by_trajectory_needs_a_group_per_part():
+    with pytest.raises(ValueError, match="needs at least 3 groups .* hold 2"):
+        split_indices(20, 0.5, 0.2, seed=0, groups=trajectories([10, 10]))
+    split = split_indices(20, 0.5, 0.5, seed=0, groups=trajectories([10, 10]))  # no test part
+    assert len(split["train"]) == 10 and len(split["val"]) == 10 and not split["test"]
+
+
+def test_split_by_task_reads_the_frame_labels_and_files_never_share_a_group(tmp_path):
+    frames = emt_frames(12)
+    for k, frame in enumerate(frames):
+        frame.task = f"chunk{k // 2}"  # six trajectories of two frames
+    paths = [tmp_path / "a.h5", tmp_path / "b.h5"]
+    for path, part in zip(paths, (frames[:6], frames[6:]), strict=True):
+        with FrameWriter(path, "EMT") as writer:
+            writer.append(part)
+    config = config_for(
+        [str(p) for p in paths], tmp_path / "run", split={"train": 0.5, "val": 0.2, "by": "task"}
+    )
+    read, split = read_and_split(config)
+    assert len(read) == 12
+    for indices in split.values():
+        assert all(set(indices) >= {2 * (i // 2), 2 * (i // 2) + 1} for i in indices)
+    frames[5].task = ""
+    with pytest.raises(ValueError, match="1 of the 12 frames of the given frames have no task"):
+        read_and_split(config, frames)
+    with pytest.raises(ValueError, match="split.by must be one of frame, task, config_type"):
+        config_for(paths[0], tmp_path / "run", split={"by": "trajectory"})
 
 
 def test_least_squares_shifts_recover_per_type_energies():

@@ -55,6 +55,10 @@ TRAINING = {
     "device": "`auto` (CUDA when present), `cpu`, `cuda` or `cuda:K`.",
     "split.train": "Training frames: a count when >= 1, else a fraction of all frames.",
     "split.val": "Validation frames: a count when >= 1, else a fraction of all frames.",
+    "split.by": "What is drawn at random: `frame`, or whole groups of frames, `task` (the "
+    "generator task each frame of our HDF5 files stores: one MD trajectory, so no trajectory is "
+    "in two parts) or `config_type`. Groups are shuffled by `seed` and cut where the frame count "
+    "comes closest to the train and val sizes; each part needs at least one group.",
     "loss.energy_per_atom": "Weight of the mean squared error of the energy per atom (eV²).",
     "loss.forces": "Weight of the mean squared error of the force components ((eV/Å)²).",
     "loss.stress": "Weight of the mean squared error of the stress components ((eV/Å³)²); "

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from allegro_ase.datasets import FrameWriter, read_attributes, read_frames
-from allegro_ase.training import TrainConfig, split_indices
+from allegro_ase.training import TrainConfig, read_and_split
 
 TOLERANCE = 1e-8  # Å and eV
 
@@ -49,8 +49,7 @@ def main(argv=None) -> int:
     parser.add_argument("--check-excluded", default=None, metavar="H5")
     args = parser.parse_args(argv)
     config = TrainConfig.from_file(args.config)
-    frames = [frame for path in config.datasets for frame in read_frames(path)]
-    splits = split_indices(len(frames), config.split.train, config.split.val, config.seed)
+    frames, splits = read_and_split(config)
     kept = sorted(i for part in args.parts for i in splits[part])
     if args.check_excluded:
         excluded = sorted(set(range(len(frames))) - set(kept))
@@ -69,7 +68,7 @@ def main(argv=None) -> int:
         "config": args.config,
         "datasets": config.datasets,
         "seed": config.seed,
-        "split": {"train": config.split.train, "val": config.split.val},
+        "split": {"train": config.split.train, "val": config.split.val, "by": config.split.by},
         "parts": args.parts,
     }
     method = read_attributes(config.datasets[0])["method"]  # an HDF5 dataset of ours

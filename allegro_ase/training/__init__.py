@@ -3,7 +3,7 @@
 from .config import TrainConfig
 from .data import LabelledGraph, frame_to_graph, join, split_indices
 from .evaluation import ErrorMetrics, evaluate, predict
-from .preparation import PreparedData, prepare
+from .preparation import PreparedData, prepare, read_and_split
 from .trainer import Trainer, train
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "join",
     "predict",
     "prepare",
+    "read_and_split",
     "split_indices",
     "train",
 ]

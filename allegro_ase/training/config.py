@@ -7,6 +7,7 @@ Example (every key is optional except ``dataset``, ``output_dir`` and ``model.r_
     output_dir: runs/emt
     seed: 1
     split: {train: 2000, val: 200}     # counts or fractions; the rest is the test set
+                                       # (add by: task to keep each MD trajectory in one part)
     architecture: allegro              # or nequip
     model: {r_max: 5.0, l_max: 1, num_layers: 2, num_scalar_features: 32}
     loss: {energy_per_atom: 1.0, forces: 1.0, stress: 0.0}
@@ -22,6 +23,20 @@ Example (every key is optional except ``dataset``, ``output_dir`` and ``model.r_
 Statistics of the training split fill the model fields ``type_names`` (elements in the data,
 ordered by atomic number), ``avg_num_neighbors``, ``per_type_energy_shifts`` (least squares)
 and ``per_type_energy_scales`` (force RMS) unless the model section sets them.
+
+Splitting by trajectory: frames of one MD trajectory are strongly correlated, so test frames
+drawn at random from the trajectories the model trained on measure interpolation, not the error
+on new trajectories. ``split.by`` draws whole groups of frames instead::
+
+    split: {train: 0.7, val: 0.1, by: task}
+
+``split.by`` (default ``frame``)
+    ``frame``: frames at random. ``task``: whole generator tasks, the label each frame of our
+    HDF5 files stores (``Frame.task``: one MD trajectory or chunk of the data generators;
+    ``info["task"]`` in extxyz). ``config_type``: whole config types. The groups are shuffled by
+    ``seed`` and cut where the frame count comes closest to the train and val sizes (so the sizes
+    hold to about one group); labels from different dataset files never share a group. Every
+    frame needs a label, and each part needs at least one group.
 
 Fine-tuning: an ``init`` section starts from a trained model's weights instead of random ones::
 
@@ -70,13 +85,27 @@ from typing import Any
 
 import yaml
 
+SPLIT_BY = ("frame", "task", "config_type")
+
 
 @dataclass(frozen=True, kw_only=True)
 class SplitConfig:
-    """Sizes of the train and validation sets (counts, or fractions of all frames)."""
+    """Sizes of the train and validation sets (counts, or fractions of all frames).
+
+    ``by`` says whether frames (``frame``) or whole groups of frames (``task``, one MD trajectory
+    each, or ``config_type``) are drawn; see the module docstring.
+    """
 
     train: float = 0.8
     val: float = 0.1
+    by: str = "frame"
+
+    def __post_init__(self):
+        if self.by not in SPLIT_BY:
+            raise ValueError(
+                f"split.by must be one of {', '.join(SPLIT_BY)}, got {self.by!r}; 'task' keeps "
+                "each generator task (an MD trajectory) in one part."
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -107,20 +107,66 @@ def join(graphs: Sequence[LabelledGraph]) -> LabelledGraph:
     )
 
 
-def split_indices(num_frames: int, train: float, val: float, seed: int) -> dict[str, list[int]]:
+def split_indices(
+    num_frames: int,
+    train: float,
+    val: float,
+    seed: int,
+    groups: Sequence[str] | None = None,
+) -> dict[str, list[int]]:
     """Disjoint train/val/test frame indices drawn by ``seed``.
 
     ``train`` and ``val`` are counts when >= 1, else fractions of ``num_frames``; the test set
-    is every remaining frame.
+    is every remaining frame. With ``groups`` (one label per frame, e.g. the MD trajectory it
+    came from), whole groups are drawn instead of frames: the groups are shuffled by ``seed``
+    and cut where the running frame count comes closest to the train and train + val sizes, so
+    no group is in two splits and the sizes are met to within about one group. Each split that
+    should hold frames gets at least one group.
     """
     sizes = [int(x) if x >= 1 else int(round(x * num_frames)) for x in (train, val)]
     if sizes[0] < 1 or sum(sizes) > num_frames:
         raise ValueError(
             f"A split of {sizes[0]} train + {sizes[1]} val frames does not fit {num_frames} frames."
         )
-    order = np.random.default_rng(seed).permutation(num_frames)
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        order = rng.permutation(num_frames)
+        cuts = (sizes[0], sum(sizes))
+    else:
+        order, cuts = _group_order(groups, num_frames, sizes, rng)
     return {
-        "train": sorted(order[: sizes[0]].tolist()),
-        "val": sorted(order[sizes[0] : sum(sizes)].tolist()),
-        "test": sorted(order[sum(sizes) :].tolist()),
+        "train": sorted(order[: cuts[0]].tolist()),
+        "val": sorted(order[cuts[0] : cuts[1]].tolist()),
+        "test": sorted(order[cuts[1] :].tolist()),
     }
+
+
+def _group_order(
+    groups: Sequence[str], num_frames: int, sizes: list[int], rng: np.random.Generator
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Frame indices ordered group by group (groups shuffled), and the train and val cuts."""
+    if len(groups) != num_frames:
+        raise ValueError(f"Got {len(groups)} group labels for {num_frames} frames.")
+    labels, inverse = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    wanted = [True, sizes[1] > 0, sum(sizes) < num_frames]  # train, val, test
+    if len(labels) < sum(wanted):
+        raise ValueError(
+            f"Splitting by group needs at least {sum(wanted)} groups (one each for train"
+            f"{', val' if wanted[1] else ''}{', test' if wanted[2] else ''}), but the frames hold "
+            f"{len(labels)}: {labels.tolist()[:5]}. Label the frames more finely or split by frame."
+        )
+    shuffled = rng.permutation(len(labels))
+    members = [np.flatnonzero(inverse == g) for g in shuffled]
+    ends = np.cumsum([len(m) for m in members])  # frames in the first k + 1 groups
+
+    def cut(target: int, first: int, last: int) -> int:
+        """Return the k in [first, last] whose first k groups come closest to ``target`` frames."""
+        candidates = np.arange(first, last + 1)
+        return int(candidates[np.argmin(np.abs(ends[candidates - 1] - target))])
+
+    g_train = cut(sizes[0], 1, len(labels) - wanted[1] - wanted[2])
+    g_val = cut(sum(sizes), g_train + wanted[1], len(labels) - wanted[2]) if wanted[1] else g_train
+    if not wanted[2]:
+        g_val = len(labels)
+    order = np.concatenate(members)
+    return order, (int(ends[g_train - 1]), int(ends[g_val - 1]))

@@ -44,6 +44,38 @@ class PreparedData:
     initial_model: torch.nn.Module | None = None
 
 
+def read_and_split(
+    config: TrainConfig, frames: Sequence[Frame] | None = None
+) -> tuple[list[Frame], dict[str, list[int]]]:
+    """Read ``config.datasets`` (unless ``frames`` are given) and draw the train/val/test indices.
+
+    With ``split.by`` ``task`` or ``config_type`` whole groups of frames are drawn; the label
+    of a frame read from the k-th dataset file is prefixed by k, so files never share a group.
+    """
+    if frames is None:
+        per_file = [read_frames(path) for path in config.datasets]
+        sources = config.datasets
+    else:
+        per_file, sources = [list(frames)], ["the given frames"]
+    frames = [frame for chunk in per_file for frame in chunk]
+    groups = None
+    if config.split.by != "frame":
+        groups = []
+        for k, (chunk, source) in enumerate(zip(per_file, sources, strict=True)):
+            labels = [getattr(frame, config.split.by) for frame in chunk]
+            missing = sum(not label for label in labels)
+            if missing:
+                raise ValueError(
+                    f"split.by is {config.split.by!r}, but {missing} of the {len(chunk)} frames "
+                    f"of {source} have no {config.split.by} label (HDF5 files written before "
+                    "frames stored their task, or extxyz frames without info['task']): "
+                    "regenerate the dataset, or choose another split.by."
+                )
+            groups += [f"{k}:{label}" for label in labels]
+    split = config.split
+    return frames, split_indices(len(frames), split.train, split.val, config.seed, groups)
+
+
 def prepare(config: TrainConfig, frames: Sequence[Frame] | None = None) -> PreparedData:
     """Read the dataset, split it by seed, build graphs and fill the model's data statistics.
 
@@ -51,9 +83,7 @@ def prepare(config: TrainConfig, frames: Sequence[Frame] | None = None) -> Prepa
     :mod:`allegro_ase.training.initial_model`): no statistics are computed except, with
     ``init.fit_shifts``, the per-type energy shifts of the elements in the training split.
     """
-    if frames is None:
-        frames = [frame for path in config.datasets for frame in read_frames(path)]
-    splits = split_indices(len(frames), config.split.train, config.split.val, config.seed)
+    frames, splits = read_and_split(config, frames)
     numbers = np.unique(np.concatenate([frame.numbers for frame in frames]))
     initial = None
     if config.init is None:
