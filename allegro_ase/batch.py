@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .graph import AtomicGraph, edge_vectors
+from .graph import AtomicGraph, edge_vectors, reverse_edge_pairs
 
 
 @dataclass(frozen=True)
@@ -32,12 +32,16 @@ class GraphBatch:
         (N,) int64 type indices of all atoms.
     num_atoms : tuple of int
         Atoms of each structure, in order (they sum to N).
+    pairs : tuple of torch.Tensor or None
+        (P,) ``pair_first`` and (E,) ``pair_of_edge`` of
+        :func:`~allegro_ase.graph.reverse_edge_pairs`, when asked for.
     """
 
     edge_vec: torch.Tensor
     edge_index: torch.Tensor
     atom_types: torch.Tensor
     num_atoms: tuple[int, ...]
+    pairs: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def to(self, device: torch.device | str) -> GraphBatch:
         """Return the batch on ``device``."""
@@ -46,23 +50,35 @@ class GraphBatch:
             self.edge_index.to(device),
             self.atom_types.to(device),
             self.num_atoms,
+            None if self.pairs is None else tuple(x.to(device) for x in self.pairs),
         )
 
 
-def join_graphs(graphs: Sequence[AtomicGraph]) -> GraphBatch:
-    """One :class:`GraphBatch` from structures' graphs (on the same device)."""
+def join_graphs(graphs: Sequence[AtomicGraph], pairs: bool = False) -> GraphBatch:
+    """One :class:`GraphBatch` from structures' graphs (on the same device).
+
+    ``pairs``: also group every edge with its reverse (for models that share reverse edges).
+    """
     if len(graphs) == 1:  # one structure (every MD step): its tensors as they are, no copies
         (g,) = graphs
-        edge_vec = edge_vectors(g.pos, g.cell, g.edge_index, g.cell_shifts)
-        return GraphBatch(edge_vec, g.edge_index, g.atom_types, (g.num_atoms,))
-    offsets = torch.cumsum(torch.tensor([0] + [g.num_atoms for g in graphs[:-1]]), 0).tolist()
-    return GraphBatch(
-        edge_vec=torch.cat(
+        edge_index, cell_shifts = g.edge_index, g.cell_shifts
+        edge_vec = edge_vectors(g.pos, g.cell, edge_index, cell_shifts)
+        atom_types = g.atom_types
+    else:
+        offsets = torch.cumsum(torch.tensor([0] + [g.num_atoms for g in graphs[:-1]]), 0)
+        edge_vec = torch.cat(
             [edge_vectors(g.pos, g.cell, g.edge_index, g.cell_shifts) for g in graphs]
-        ),
-        edge_index=torch.cat(
-            [g.edge_index + offset for g, offset in zip(graphs, offsets, strict=True)], dim=1
-        ),
-        atom_types=torch.cat([g.atom_types for g in graphs]),
+        )
+        edge_index = torch.cat(
+            [g.edge_index + offset for g, offset in zip(graphs, offsets.tolist(), strict=True)],
+            dim=1,
+        )
+        cell_shifts = torch.cat([g.cell_shifts for g in graphs])
+        atom_types = torch.cat([g.atom_types for g in graphs])
+    return GraphBatch(
+        edge_vec=edge_vec,
+        edge_index=edge_index,
+        atom_types=atom_types,
         num_atoms=tuple(g.num_atoms for g in graphs),
+        pairs=reverse_edge_pairs(edge_index, cell_shifts) if pairs else None,
     )

@@ -27,7 +27,7 @@ from .graph import AtomicGraph
 from .io import load_model
 from .models import with_dtype
 from .neighbors import NEIGHBOR_LIST_BACKENDS
-from .outputs import Outputs, chunked_edge_outputs, edge_outputs
+from .outputs import Outputs, chunked_edge_outputs, edge_outputs, shares_reverse_edges
 from .zoo import resolve
 
 # strictly local models on a CPU run in blocks of about this many edges: the block's features
@@ -368,7 +368,9 @@ class AllegroCalculator(Calculator):
         graphs = [self._graph(atoms) for atoms in images]
         results: list[dict] = []
         for group in self.memory.groups([(g.num_atoms, g.num_edges) for g in graphs]):
-            batch = join_graphs([graphs[k].to(self.device) for k in group])
+            batch = join_graphs(
+                [graphs[k].to(self.device) for k in group], shares_reverse_edges(self.model)
+            )
             outputs = self._run_model(batch)
             for k, pieces in zip(group, self._to_numpy(outputs, batch), strict=True):
                 results.append(self._results(images[k], *pieces, periodic_volume[k]))
@@ -404,6 +406,7 @@ class AllegroCalculator(Calculator):
                     batch.edge_index,
                     batch.atom_types,
                     evaluate=self.compiled,
+                    pairs=batch.pairs,
                 )
             return chunked_edge_outputs(
                 self.model,

@@ -33,9 +33,10 @@ from .graph import edge_vectors
 from .io.checkpoint import file_sha256
 from .io.export import CHECK_ATOL, exportable, trace_and_export
 from .io.targets import example_graph
-from .outputs import energies_and_edge_gradients
+from .outputs import energies_and_edge_gradients, graph_pairs, shares_reverse_edges
 
 INPUTS = ("edge_vec", "edge_index", "atom_types")
+PAIR_INPUTS = ("pair_first", "pair_of_edge")  # models that share reverse edges take these too
 logger = logging.getLogger(__name__)
 
 
@@ -46,8 +47,10 @@ class CompileError(RuntimeError):
 class EnergyAndEdgeGradients(torch.nn.Module):
     """The compiled function: (E, 3) edge vectors, (2, E) edge index, (N,) types -> outputs.
 
-    Returns (N,) float64 per-atom energies (eV) and (E, 3) float64 gradients of the total
-    energy with respect to the edge vectors (eV/Å).
+    A model that shares reverse edges (``shares_reverse_edges``) also takes (P,) ``pair_first``
+    and (E,) ``pair_of_edge`` (:func:`~allegro_ase.graph.reverse_edge_pairs`). Returns (N,)
+    float64 per-atom energies (eV) and (E, 3) float64 gradients of the total energy with
+    respect to the edge vectors (eV/Å).
     """
 
     def __init__(self, model: torch.nn.Module):
@@ -55,10 +58,14 @@ class EnergyAndEdgeGradients(torch.nn.Module):
         self.model = model
 
     def forward(
-        self, edge_vec: torch.Tensor, edge_index: torch.Tensor, atom_types: torch.Tensor
+        self,
+        edge_vec: torch.Tensor,
+        edge_index: torch.Tensor,
+        atom_types: torch.Tensor,
+        *pairs: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-atom energies and edge gradients (traced, then compiled)."""
-        return energies_and_edge_gradients(self.model, edge_vec, edge_index, atom_types)
+        return energies_and_edge_gradients(self.model, edge_vec, edge_index, atom_types, *pairs)
 
 
 class CompiledModel:
@@ -72,21 +79,35 @@ class CompiledModel:
         Where it runs (the device type it was compiled for).
     """
 
-    def __init__(self, path: Path, device: torch.device):
+    def __init__(self, path: Path, device: torch.device, takes_pairs: bool):
         self.path, self.device = Path(path), torch.device(device)
+        self.takes_pairs = takes_pairs
         index = self.device.index if self.device.index is not None else -1
         self.runner = torch._inductor.aoti_load_package(str(self.path), device_index=index)
 
     def __call__(
-        self, edge_vec: torch.Tensor, edge_index: torch.Tensor, atom_types: torch.Tensor
+        self,
+        edge_vec: torch.Tensor,
+        edge_index: torch.Tensor,
+        atom_types: torch.Tensor,
+        *pairs: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N,) energies and (E, 3) edge gradients, float64, as the eager function."""
+        """(N,) energies and (E, 3) edge gradients, float64, as the eager function.
+
+        A program that takes reverse-edge pairs is given one pair per edge when a caller has
+        none (e.g. blocks of centre atoms): correct, only without the saving.
+        """
         inputs = [edge_vec.detach().contiguous(), edge_index.contiguous(), atom_types.contiguous()]
+        if self.takes_pairs:
+            if not pairs:
+                edges = torch.arange(edge_vec.shape[0], device=edge_vec.device)
+                pairs = (edges, edges)
+            inputs += [x.contiguous() for x in pairs]
         energies, edge_grad = self.runner(inputs)
         return energies, edge_grad
 
     def __reduce__(self):  # the native runner cannot be pickled: reload the package instead
-        return (CompiledModel, (self.path, self.device))
+        return (CompiledModel, (self.path, self.device, self.takes_pairs))
 
 
 def compiled_cache_dir() -> Path:
@@ -165,7 +186,7 @@ def compile_model(model: torch.nn.Module, device: torch.device) -> CompiledModel
     path, record = folder / f"{key}.pt2", folder / f"{key}.sha256"
     if path.exists() and record.exists():
         if file_sha256(path) == record.read_text().strip():
-            return CompiledModel(path, device)
+            return CompiledModel(path, device, shares_reverse_edges(model))
         warnings.warn(
             f"The compiled model {path} does not match its recorded sha256 (changed or "
             "truncated since it was written); compiling it again.",
@@ -184,8 +205,9 @@ def compile_model(model: torch.nn.Module, device: torch.device) -> CompiledModel
         "Compiling %s for %s (once per model; cached in %s)", model.config.label, device, folder
     )
     inputs = example_inputs(model)
+    names = INPUTS + PAIR_INPUTS * shares_reverse_edges(model)
     try:
-        program = trace_and_export(EnergyAndEdgeGradients(model), inputs, INPUTS)
+        program = trace_and_export(EnergyAndEdgeGradients(model), inputs, names)
         torch._inductor.aoti_compile_and_package(program, package_path=str(temporary))
     except Exception as error:
         temporary.unlink(missing_ok=True)
@@ -195,12 +217,12 @@ def compile_model(model: torch.nn.Module, device: torch.device) -> CompiledModel
             "AOTInductor needs a working C++ compiler (g++ or clang++) on a CPU; use "
             "compile=False to run the model uncompiled."
         ) from error
-    compiled = CompiledModel(temporary, device)
+    compiled = CompiledModel(temporary, device, shares_reverse_edges(model))
     check_compiled(compiled, model, inputs, temporary.name)
     os.replace(temporary, path)
     record.write_text(file_sha256(path) + "\n")
     logger.info("Compiled in %.0f s: %s", time.perf_counter() - started, path)
-    return CompiledModel(path, device)
+    return CompiledModel(path, device, shares_reverse_edges(model))
 
 
 def first_line(error: Exception) -> str:
@@ -210,10 +232,11 @@ def first_line(error: Exception) -> str:
 
 
 def example_inputs(model: torch.nn.Module) -> tuple[torch.Tensor, ...]:
-    """Edge vectors, edge index and types of :func:`example_graph`, on the model's device."""
+    """Edge vectors, edge index, types (and pairs) of :func:`example_graph`, on the model's device."""
     graph = example_graph(model).to(model.cutoff_matrix.device)
     edge_vec = edge_vectors(graph.pos, graph.cell, graph.edge_index, graph.cell_shifts)
-    return edge_vec.detach(), graph.edge_index, graph.atom_types
+    pairs = graph_pairs(model, graph.edge_index, graph.cell_shifts) or ()
+    return edge_vec.detach(), graph.edge_index, graph.atom_types, *pairs
 
 
 def check_compiled(

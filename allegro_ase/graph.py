@@ -103,3 +103,50 @@ def edge_vectors(
     """
     center, neighbor = edge_index
     return pos[neighbor] - pos[center] + cell_shifts.to(pos.dtype) @ cell.to(pos.dtype)
+
+
+def reverse_edge_pairs(
+    edge_index: torch.Tensor, cell_shifts: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group each edge (i, j, S) with its reverse (j, i, -S): the two have the same length.
+
+    A model whose per-edge radial terms depend only on the length and the unordered pair of
+    types (NequIP's radial MLPs) computes them once per pair. An edge whose reverse is not in
+    the list is a pair of its own, so any list is valid input.
+
+    Parameters
+    ----------
+    edge_index : torch.Tensor
+        (2, E) int64 centre and neighbour indices.
+    cell_shifts : torch.Tensor
+        (E, 3) integer image shifts (any dtype).
+
+    Returns
+    -------
+    pair_first : torch.Tensor
+        (P,) int64 the lower edge index of each pair, ascending (E/2 <= P <= E).
+    pair_of_edge : torch.Tensor
+        (E,) int64 the pair of each edge, an index into ``pair_first``.
+    """
+    num_edges, device = edge_index.shape[1], edge_index.device
+    edges = torch.arange(num_edges, device=device)
+    if num_edges == 0:
+        return edges, edges
+    shifts = cell_shifts.round().to(torch.int64)
+    reach = int(shifts.abs().max())
+    base = 2 * reach + 1
+    num_atoms = int(edge_index.max()) + 1
+    if num_atoms**2 * base**3 >= 2**62:  # the keys below would overflow int64
+        return edges, edges
+    center, neighbor = edge_index
+    powers = torch.tensor([base**2, base, 1], device=device)
+    key = (center * num_atoms + neighbor) * base**3 + (shifts + reach) @ powers
+    reverse_key = (neighbor * num_atoms + center) * base**3 + (reach - shifts) @ powers
+    order = torch.argsort(key)
+    sorted_key = key[order]
+    at = torch.searchsorted(sorted_key, reverse_key).clamp_(max=num_edges - 1)
+    reverse = torch.where(sorted_key[at] == reverse_key, order[at], edges)
+    first = torch.minimum(edges, reverse)
+    is_first = first == edges
+    pair_of_edge = (torch.cumsum(is_first, 0) - 1)[first]
+    return edges[is_first], pair_of_edge

@@ -22,13 +22,14 @@ from dataclasses import dataclass
 
 import torch
 
-from .graph import AtomicGraph, edge_vectors
+from .graph import AtomicGraph, edge_vectors, reverse_edge_pairs
 
-# (edge_vec (E, 3), edge_index (2, E), atom_types (N,)) -> ((N,) energies, (E, 3) dE/dr_ij):
-# energies_and_edge_gradients bound to a model, or its compiled program (allegro_ase.compile)
-EdgeFunction = Callable[
-    [torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]
-]
+# (edge_vec (E, 3), edge_index (2, E), atom_types (N,)[, pair_first (P,), pair_of_edge (E,)])
+# -> ((N,) energies, (E, 3) dE/dr_ij): energies_and_edge_gradients bound to a model, or its
+# compiled program (allegro_ase.compile)
+EdgeFunction = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+# (pair_first (P,), pair_of_edge (E,)) of graph.reverse_edge_pairs, for models that share them
+EdgePairs = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,24 @@ def compute_outputs(
     edge_vec = edge_vectors(graph.pos, graph.cell, graph.edge_index, graph.cell_shifts)
     if max_edges is not None and graph.num_edges > max_edges:
         return chunked_edge_outputs(model, edge_vec, graph.edge_index, graph.atom_types, max_edges)
-    return edge_outputs(model, edge_vec, graph.edge_index, graph.atom_types, create_graph)
+    pairs = graph_pairs(model, graph.edge_index, graph.cell_shifts)
+    return edge_outputs(
+        model, edge_vec, graph.edge_index, graph.atom_types, create_graph, pairs=pairs
+    )
+
+
+def shares_reverse_edges(model: torch.nn.Module) -> bool:
+    """Whether ``model`` takes reverse-edge pairs (``EnergyModel.shares_reverse_edges``)."""
+    return bool(getattr(model, "shares_reverse_edges", False))
+
+
+def graph_pairs(
+    model: torch.nn.Module, edge_index: torch.Tensor, cell_shifts: torch.Tensor
+) -> EdgePairs | None:
+    """Return the reverse-edge pairs of a graph for a model that shares them, else None."""
+    if not shares_reverse_edges(model):
+        return None
+    return reverse_edge_pairs(edge_index, cell_shifts)
 
 
 def edge_outputs(
@@ -94,6 +112,7 @@ def edge_outputs(
     atom_types: torch.Tensor,
     create_graph: bool = False,
     evaluate: EdgeFunction | None = None,
+    pairs: EdgePairs | None = None,
 ) -> Outputs:
     """:func:`compute_outputs` from edge vectors: one forward and one backward pass.
 
@@ -112,13 +131,16 @@ def edge_outputs(
     evaluate : EdgeFunction or None
         Computes energies and edge gradients instead of ``model`` (its compiled program);
         not with ``create_graph``.
+    pairs : EdgePairs or None
+        The reverse-edge pairs (:func:`graph_pairs`) of a model that shares them.
     """
     num_atoms = atom_types.shape[0]
+    pairs = pairs or ()
     if evaluate is not None:
-        energies, edge_grad = evaluate(edge_vec, edge_index, atom_types)
+        energies, edge_grad = evaluate(edge_vec, edge_index, atom_types, *pairs)
     else:
         edge_vec = edge_vec.detach().requires_grad_(True)
-        energies = model(edge_vec, edge_index, atom_types)
+        energies = model(edge_vec, edge_index, atom_types, *pairs)
         edge_grad = edge_gradients(energies.sum(), edge_vec, create_graph)
     forces = forces_from_edge_gradients(edge_grad, edge_index, num_atoms)
     edge_virial = edge_virials(edge_vec if create_graph else edge_vec.detach(), edge_grad)
@@ -137,10 +159,14 @@ def energies_and_edge_gradients(
     edge_vec: torch.Tensor,
     edge_index: torch.Tensor,
     atom_types: torch.Tensor,
+    *pairs: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N,) per-atom energies (eV) and (E, 3) gradient of their sum by ``edge_vec`` (eV/Å)."""
+    """(N,) per-atom energies (eV) and (E, 3) gradient of their sum by ``edge_vec`` (eV/Å).
+
+    ``pairs``: optional ``pair_first``, ``pair_of_edge`` for a model that shares reverse edges.
+    """
     edge_vec = edge_vec.detach().requires_grad_(True)
-    energies = model(edge_vec, edge_index, atom_types)
+    energies = model(edge_vec, edge_index, atom_types, *pairs)
     return energies.detach(), edge_gradients(energies.sum(), edge_vec)
 
 

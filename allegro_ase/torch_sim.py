@@ -51,7 +51,12 @@ from .conversion import BROKEN_STRUCTURE, SpeciesMap, closest_pair_below
 from .io import load_model
 from .models import with_dtype
 from .neighbors import NEIGHBOR_LIST_BACKENDS, neighbor_list
-from .outputs import edge_virials, energies_and_edge_gradients, forces_from_edge_gradients
+from .outputs import (
+    edge_virials,
+    energies_and_edge_gradients,
+    forces_from_edge_gradients,
+    graph_pairs,
+)
 from .zoo import resolve
 
 
@@ -298,14 +303,15 @@ class AllegroTorchSimModel(ModelInterface):
         edge_vec = batch_edge_vectors(pos, cells, system_idx, edge_index, cell_shifts)
         self._check_distances(edge_vec, edge_index, system_np)
         edge_vec = edge_vec.detach()
+        pairs = graph_pairs(self.model, edge_index, cell_shifts) or ()
         if self._compiled is not None:
-            energies, edge_grad = self._compiled(edge_vec, edge_index, atom_types)
+            energies, edge_grad = self._compiled(edge_vec, edge_index, atom_types, *pairs)
         elif self.compute_forces or self.compute_stress:
             energies, edge_grad = energies_and_edge_gradients(
-                self.model, edge_vec, edge_index, atom_types
+                self.model, edge_vec, edge_index, atom_types, *pairs
             )
         else:  # energies only: no backward pass
-            energies = self.model(edge_vec, edge_index, atom_types).detach()
+            energies = self.model(edge_vec, edge_index, atom_types, *pairs).detach()
         energy = torch.zeros(n_systems, dtype=torch.float64, device=device)
         results = {"energy": energy.index_add(0, system_idx, energies)}
         if self.compute_forces:

@@ -199,3 +199,22 @@ def test_compiled_batch_equals_eager_serial_calls(compiled_pair):
         want = results(eager, atoms)
         assert have["energy"] == pytest.approx(want["energy"], abs=F64_ATOL)
         np.testing.assert_allclose(have["forces"], want["forces"], rtol=0, atol=F64_ATOL)
+
+
+def test_a_program_that_takes_reverse_edge_pairs_runs_without_them(compiled_pair):
+    from allegro_ase.graph import edge_vectors
+    from allegro_ase.outputs import edge_outputs, graph_pairs
+
+    eager, compiled = compiled_pair
+    graph = eager._graph(GEOMETRIES["triclinic"]())
+    edge_vec = edge_vectors(graph.pos, graph.cell, graph.edge_index, graph.cell_shifts)
+    pairs = graph_pairs(eager.model, graph.edge_index, graph.cell_shifts) or ()
+    assert compiled.compiled.takes_pairs == bool(pairs) == eager.model.shares_reverse_edges
+    inputs = (edge_vec, graph.edge_index, graph.atom_types)
+    # the edge gradients differ (a pair's radial part lands on one of its two edges); the
+    # energies, forces and per-atom virials must not
+    with_pairs = edge_outputs(None, *inputs, evaluate=compiled.compiled, pairs=pairs or None)
+    without = edge_outputs(None, *inputs, evaluate=compiled.compiled)
+    for name in ("energies", "forces", "atom_virials"):
+        want, have = getattr(with_pairs, name), getattr(without, name)
+        np.testing.assert_allclose(have, want, rtol=0, atol=F64_ATOL, err_msg=name)

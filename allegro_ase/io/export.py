@@ -109,6 +109,8 @@ def trace_and_export(
     edges = torch.export.Dim("num_edges", min=0)
     dims = {"pos": {0: nodes}, "edge_index": {1: edges}, "atom_types": {0: nodes}}
     dims |= {"cell": None, "edge_cell_shift": {0: edges}, "edge_vec": {0: edges}}
+    pairs = torch.export.Dim("num_pairs", min=0)  # reverse-edge pairs (compile.PAIR_INPUTS)
+    dims |= {"pair_first": {0: pairs}, "pair_of_edge": {0: edges}}
     shapes = tuple(dims[name] for name in names)
     return torch.export.export(traced, tuple(inputs), dynamic_shapes=shapes)
 

@@ -19,6 +19,10 @@ class EnergyModel(torch.nn.Module):
 
     Attributes
     ----------
+    shares_reverse_edges : bool
+        True when ``forward`` also takes ``pair_first`` and ``pair_of_edge``
+        (:func:`~allegro_ase.graph.reverse_edge_pairs`) and then evaluates its per-edge radial
+        terms once per pair of reverse edges.
     strictly_local : bool
         True when the energy of atom i depends only on the edges centred on i, their vectors
         and the types at both ends (Allegro: no message passing), so a structure can be
@@ -26,6 +30,8 @@ class EnergyModel(torch.nn.Module):
     """
 
     strictly_local = False
+    # True when forward takes pair_first / pair_of_edge (graph.reverse_edge_pairs)
+    shares_reverse_edges = False
 
     def __init__(self, config):
         super().__init__()

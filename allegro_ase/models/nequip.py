@@ -80,8 +80,18 @@ class NequIPModel(EnergyModel):
         )  # fmt: skip
         self.add_energy_normalisation(dtype)
 
+    @property
+    def shares_reverse_edges(self) -> bool:
+        """Whether an edge and its reverse have the same radial weights (symmetric cutoffs)."""
+        return bool(torch.equal(self.cutoff_matrix, self.cutoff_matrix.T))
+
     def forward(
-        self, edge_vec: torch.Tensor, edge_index: torch.Tensor, atom_types: torch.Tensor
+        self,
+        edge_vec: torch.Tensor,
+        edge_index: torch.Tensor,
+        atom_types: torch.Tensor,
+        pair_first: torch.Tensor | None = None,
+        pair_of_edge: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Per-atom energies.
 
@@ -93,6 +103,11 @@ class NequIPModel(EnergyModel):
             (2, E) int64; row 0 centre i, row 1 neighbour j.
         atom_types : torch.Tensor
             (N,) int64 type indices.
+        pair_first, pair_of_edge : torch.Tensor or None
+            (P,) and (E,) int64 pairs of reverse edges
+            (:func:`~allegro_ase.graph.reverse_edge_pairs`), only with
+            :attr:`shares_reverse_edges`: the radial basis and radial MLPs are evaluated once
+            per pair (an edge and its reverse have the same length). None: once per edge.
 
         Returns
         -------
@@ -107,14 +122,15 @@ class NequIPModel(EnergyModel):
         num_types = self.cutoff_matrix.shape[0]
         pair_index = edge_types[0] * num_types + edge_types[1]
         x = length * self.cutoff_matrix.reciprocal().view(-1)[pair_index].unsqueeze(-1)
-        radial = self.bessel(x).to(dtype) * self.cutoff(x).to(dtype)
-        radial = self.radial_factor * radial
+        x_radial = x if pair_first is None else x[pair_first]
+        radial = self.bessel(x_radial).to(dtype) * self.cutoff(x_radial).to(dtype)
+        radial = self.radial_factor * radial  # (E or P, num_bessels)
         sh = self.spherical_harmonics(edge_vec).to(dtype)
 
         # message passing
         h = node_attrs = self.type_embed[atom_types]
         norm = self.neighbor_norm[atom_types].unsqueeze(-1)
         for layer in self.layers:
-            h = layer(h, node_attrs, sh, radial, edge_index, norm)
+            h = layer(h, node_attrs, sh, radial, edge_index, norm, pair_of_edge)
         atom_energy = self.readout(h).squeeze(-1)
         return self.finish_energies(atom_energy, atom_types, edge_index, edge_types, length, x)

@@ -183,6 +183,7 @@ class InteractionBlock(torch.nn.Module):
         radial: torch.Tensor,
         edge_index: torch.Tensor,
         norm: torch.Tensor,
+        pair_of_edge: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Update node features.
 
@@ -195,11 +196,14 @@ class InteractionBlock(torch.nn.Module):
         sh : torch.Tensor
             (E, irreps_sh.dim) spherical harmonics of the edge directions.
         radial : torch.Tensor
-            (E, num_radial) radial basis of the edge lengths.
+            (E, num_radial) radial basis of the edge lengths, or (P, num_radial) of pairs of
+            reverse edges with ``pair_of_edge``.
         edge_index : torch.Tensor
             (2, E) int64; row 0 centre (receiver), row 1 neighbour (sender).
         norm : torch.Tensor
             (N, 1) 1 / sqrt(avg_num_neighbors) of each atom's type.
+        pair_of_edge : torch.Tensor or None
+            (E,) int64 row of ``radial`` of each edge; None: row e is edge e.
 
         Returns
         -------
@@ -208,7 +212,10 @@ class InteractionBlock(torch.nn.Module):
         """
         center, neighbor = edge_index
         x = self.linear_1(h) * norm
-        summed = self.tp(x[neighbor], sh, self.edge_mlp(radial), center, h.shape[0])
+        weights = self.edge_mlp(radial)
+        if pair_of_edge is not None:
+            weights = weights.index_select(0, pair_of_edge)
+        summed = self.tp(x[neighbor], sh, weights, center, h.shape[0])
         out = self.linear_2(summed)
         return out if self.sc is None else out + self.sc(h, node_attrs)
 
@@ -277,7 +284,8 @@ class ConvNetLayer(torch.nn.Module):
         radial: torch.Tensor,
         edge_index: torch.Tensor,
         norm: torch.Tensor,
+        pair_of_edge: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Map (N, irreps_in.dim) node features to (N, irreps_out.dim); see InteractionBlock."""
-        out = self.gate(self.conv(h, node_attrs, sh, radial, edge_index, norm))
+        out = self.gate(self.conv(h, node_attrs, sh, radial, edge_index, norm, pair_of_edge))
         return h + out if self.resnet else out
