@@ -122,6 +122,8 @@ class AllegroCalculator(Calculator):
         backward; same numbers to rounding, faster on a CPU; see :mod:`allegro_ase.compile`).
         The first use of a model compiles it (0.5-2 minutes, needs a C++ compiler on a CPU)
         and caches the result on disk; a structure of any size then runs without recompiling.
+        On a CPU the program is made serial when ``num_threads`` (or, if None, torch's thread
+        count at construction) is 1, otherwise multi-threaded; each kind is cached.
     memory_limit : float or None
         Memory (GiB) one call may use; None: what the device reports free. A structure whose
         estimated need exceeds it is evaluated in blocks of centre atoms when the model is
@@ -189,7 +191,7 @@ class AllegroCalculator(Calculator):
         self.memory = memory.MemoryBudget(self.model, self.device, limit)  # shared by copies
         self.species_map = SpeciesMap(self.model.type_names, species_to_type_name)
         self.cutoff_matrix = self.model.cutoff_matrix.detach().cpu()
-        self.compiled = compile_model(self.model, self.device) if compile else None
+        self.compiled = compile_model(self.model, self.device, num_threads) if compile else None
         self.parameters.update(
             device=str(self.device),
             dtype=self.model.config.model_dtype,

@@ -117,11 +117,12 @@ def compiled_cache_dir() -> Path:
     return cache_dir() / "compiled"
 
 
-def compile_key(model: torch.nn.Module, device: torch.device) -> str:
-    """sha256 of everything the compiled program depends on: weights, config, code, ISA.
+def compile_key(model: torch.nn.Module, device: torch.device, threads: str = "serial") -> str:
+    """sha256 of everything the compiled program depends on: weights, config, code, ISA, threads.
 
     The code is the source of every module class in the model and of this package's
     derivative code, so an edited (unreleased) checkout never loads a stale program.
+    ``threads`` is the CPU program's kind (:func:`thread_mode`).
     """
     import e3nn
 
@@ -132,6 +133,7 @@ def compile_key(model: torch.nn.Module, device: torch.device) -> str:
         "torch": torch.__version__,
         "device": device.type,
         "isa": _instruction_set(device),
+        "threads": threads if device.type == "cpu" else None,
         "model": type(model).__name__,
         "config": model.config.to_dict(),
     }
@@ -168,11 +170,27 @@ def _instruction_set(device: torch.device) -> str:
     return str(pick_vec_isa()) or "scalar"
 
 
-def compile_model(model: torch.nn.Module, device: torch.device) -> CompiledModel:
+def thread_mode(num_threads: int | None = None) -> str:
+    """Return ``"serial"`` for one CPU thread, else ``"parallel"``.
+
+    Inductor specialises CPU code to a thread count: for one thread it writes plain loops and
+    sums (no OpenMP, no atomic adds), the fastest code for single-threaded runs such as one
+    MD process per core; otherwise OpenMP loops that follow the thread count at run time
+    (``torch.set_num_threads``). Each kind is compiled and cached once.
+    """
+    threads = torch.get_num_threads() if num_threads is None else num_threads
+    return "serial" if threads == 1 else "parallel"
+
+
+def compile_model(
+    model: torch.nn.Module, device: torch.device, num_threads: int | None = None
+) -> CompiledModel:
     """Return the compiled program of ``model`` on ``device``, compiling it if not cached.
 
     Compiling takes about 0.5-2 minutes on a CPU (logged at INFO level); later calls, in this
-    or any other process, load the cached package in well under a second.
+    or any other process, load the cached package in well under a second. On a CPU the
+    program is made for ``num_threads`` threads (default: torch's current count): serial for
+    one, otherwise parallel with the thread count read at run time (:func:`thread_mode`).
 
     Raises
     ------
@@ -181,7 +199,8 @@ def compile_model(model: torch.nn.Module, device: torch.device) -> CompiledModel
     """
     device = torch.device(device)
     model = exportable(model).to(device)
-    key = compile_key(model, device)
+    threads = thread_mode(num_threads)
+    key = compile_key(model, device, threads)
     folder = compiled_cache_dir()
     path, record = folder / f"{key}.pt2", folder / f"{key}.sha256"
     if path.exists() and record.exists():
@@ -206,9 +225,12 @@ def compile_model(model: torch.nn.Module, device: torch.device) -> CompiledModel
     )
     inputs = example_inputs(model)
     names = INPUTS + PAIR_INPUTS * shares_reverse_edges(model)
+    # serial: cpp.threads 1 (plain loops); parallel: OpenMP loops sized at run time
+    threading = {"cpp.threads": 1} if threads == "serial" else {"cpp.dynamic_threads": True}
     try:
         program = trace_and_export(EnergyAndEdgeGradients(model), inputs, names)
-        torch._inductor.aoti_compile_and_package(program, package_path=str(temporary))
+        with torch._inductor.config.patch(threading):
+            torch._inductor.aoti_compile_and_package(program, package_path=str(temporary))
     except Exception as error:
         temporary.unlink(missing_ok=True)
         raise CompileError(

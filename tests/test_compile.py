@@ -218,3 +218,29 @@ def test_a_program_that_takes_reverse_edge_pairs_runs_without_them(compiled_pair
     for name in ("energies", "forces", "atom_virials"):
         want, have = getattr(with_pairs, name), getattr(without, name)
         np.testing.assert_allclose(have, want, rtol=0, atol=F64_ATOL, err_msg=name)
+
+
+def kernel_source(package) -> str:
+    """The C++ kernels inside a compiled ``.pt2`` package (a zip archive)."""
+    import zipfile
+
+    with zipfile.ZipFile(package) as archive:
+        names = [name for name in archive.namelist() if name.endswith(".kernel.cpp")]
+        return "".join(archive.read(name).decode() for name in names)
+
+
+def test_one_thread_gets_its_own_serial_program(compile_cache):
+    from allegro_ase.compile import compile_key
+
+    model = build_variant("lmax1-noparity-uncoupled-1layer").requires_grad_(False)
+    cpu = torch.device("cpu")
+    assert compile_key(model, cpu, "serial") != compile_key(model, cpu, "parallel")
+    serial = AllegroCalculator(model, device="cpu", compile=True, num_threads=1)
+    parallel = AllegroCalculator(model, device="cpu", compile=True, num_threads=2)
+    assert serial.compiled.path != parallel.compiled.path
+    serial_code, parallel_code = (kernel_source(c.compiled.path) for c in (serial, parallel))
+    assert "#pragma omp parallel" in parallel_code
+    assert "#pragma omp" not in serial_code and "atomic_add(" not in serial_code  # plain loops
+    eager, atoms = AllegroCalculator(model, device="cpu"), GEOMETRIES["tiny_cell"]()
+    for calc in (serial, parallel):
+        assert_same_results(results(eager, atoms), results(calc, atoms), F64_ATOL)
