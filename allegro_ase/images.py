@@ -144,7 +144,9 @@ def relax_many(
     its state is restored afterwards, so the caller's random stream is not changed.
     """
     with _numpy_global_random_state_kept():
-        return _relax_in_lockstep(structures, calculator, fmax, steps, relax_cell, optimizer, logfile)
+        return _relax_in_lockstep(
+            structures, calculator, fmax, steps, relax_cell, optimizer, logfile
+        )
 
 
 @contextmanager

@@ -7,7 +7,8 @@ for one of :data:`~allegro_ase.io.targets.TARGETS` and the metadata strings that
 Tracing: ``make_fx`` unfolds the force and virial backward pass into one graph, which
 ``torch.export`` then exports with dynamic N >= 1 and E >= 0 (the reference demands 2 each);
 the Allegro tensor products switch to their per-edge gather path for this
-(``AllegroModel.group_edges_by_center = False``), whose shapes depend on N and E alone.
+(``AllegroModel.group_edges_by_center = False``), whose shapes depend on N and E alone, and
+NequIP's tensor products run in one pass (``UVUTensorProduct.chunked = False``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ def exportable(model: torch.nn.Module) -> torch.nn.Module:
     model = copy.deepcopy(model).requires_grad_(False).eval()
     if hasattr(model, "group_edges_by_center"):
         model.group_edges_by_center = False
+    for module in model.modules():  # NequIP's chunked inference loops over E: one pass here
+        if hasattr(module, "chunked"):
+            module.chunked = False
     return model
 
 

@@ -130,7 +130,9 @@ class NequIPModel(EnergyModel):
         # message passing
         h = node_attrs = self.type_embed[atom_types]
         norm = self.neighbor_norm[atom_types].unsqueeze(-1)
+        # no weight needs gradients: forces and stress only (one backward pass)
+        inference = not any(p.requires_grad for p in self.parameters())
         for layer in self.layers:
-            h = layer(h, node_attrs, sh, radial, edge_index, norm, pair_of_edge)
+            h = layer(h, node_attrs, sh, radial, edge_index, norm, pair_of_edge, inference)
         atom_energy = self.readout(h).squeeze(-1)
         return self.finish_energies(atom_energy, atom_types, edge_index, edge_types, length, x)

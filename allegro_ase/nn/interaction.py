@@ -184,6 +184,7 @@ class InteractionBlock(torch.nn.Module):
         edge_index: torch.Tensor,
         norm: torch.Tensor,
         pair_of_edge: torch.Tensor | None = None,
+        inference: bool = False,
     ) -> torch.Tensor:
         """Update node features.
 
@@ -204,6 +205,8 @@ class InteractionBlock(torch.nn.Module):
             (N, 1) 1 / sqrt(avg_num_neighbors) of each atom's type.
         pair_of_edge : torch.Tensor or None
             (E,) int64 row of ``radial`` of each edge; None: row e is edge e.
+        inference : bool
+            No weight of the model needs gradients (see ``UVUTensorProduct.forward``).
 
         Returns
         -------
@@ -215,7 +218,7 @@ class InteractionBlock(torch.nn.Module):
         weights = self.edge_mlp(radial)
         if pair_of_edge is not None:
             weights = weights.index_select(0, pair_of_edge)
-        summed = self.tp(x[neighbor], sh, weights, center, h.shape[0])
+        summed = self.tp(x[neighbor], sh, weights, center, h.shape[0], inference)
         out = self.linear_2(summed)
         return out if self.sc is None else out + self.sc(h, node_attrs)
 
@@ -285,7 +288,9 @@ class ConvNetLayer(torch.nn.Module):
         edge_index: torch.Tensor,
         norm: torch.Tensor,
         pair_of_edge: torch.Tensor | None = None,
+        inference: bool = False,
     ) -> torch.Tensor:
         """Map (N, irreps_in.dim) node features to (N, irreps_out.dim); see InteractionBlock."""
-        out = self.gate(self.conv(h, node_attrs, sh, radial, edge_index, norm, pair_of_edge))
+        out = self.conv(h, node_attrs, sh, radial, edge_index, norm, pair_of_edge, inference)
+        out = self.gate(out)
         return h + out if self.resnet else out
