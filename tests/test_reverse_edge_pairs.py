@@ -90,3 +90,35 @@ def test_only_symmetric_cutoffs_share_reverse_edges():
     assert not asymmetric.shares_reverse_edges
     assert build_variant("nequip-full-per-layer-zbl").shares_reverse_edges
     assert not build_variant("lmax2-parity-coupled").shares_reverse_edges  # Allegro
+
+
+def test_nequip_training_per_pair_gives_the_per_edge_loss_gradients(monkeypatch):
+    """A force-and-stress loss of a batch, and its gradients by every weight, as per edge."""
+    import allegro_ase.training.evaluation as evaluation
+    from allegro_ase.conversion import SpeciesMap
+    from allegro_ase.datasets import Frame
+    from allegro_ase.training import frame_to_graph, join, predict
+
+    model = build_variant("nequip-full-per-layer-zbl")
+    assert model.shares_reverse_edges
+    structures = [GEOMETRIES[name]() for name in ("alloy", "tiny_cell", "cluster")]
+    frames = [
+        Frame(a.numbers, a.positions, a.cell.array, a.pbc, 0.0, np.zeros((len(a), 3)))
+        for a in structures
+    ]
+    species = SpeciesMap(list(model.type_names))
+    batch = join([frame_to_graph(f, species, model.config.r_max) for f in frames])
+
+    def loss_and_gradients():
+        model.zero_grad()
+        prediction = predict(model, batch, create_graph=True)
+        loss = (prediction.forces**2).sum() + (prediction.virial**2).sum()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    per_pair = loss_and_gradients()
+    monkeypatch.setattr(evaluation, "graph_pairs", lambda *args: None)
+    per_edge = loss_and_gradients()
+    torch.testing.assert_close(per_pair[0], per_edge[0], rtol=1e-12, atol=0)
+    for have, want in zip(per_pair[1], per_edge[1], strict=True):
+        torch.testing.assert_close(have, want, rtol=1e-9, atol=1e-12)

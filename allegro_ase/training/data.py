@@ -28,6 +28,8 @@ class LabelledGraph:
         (E, 3) float64 edge vectors, Å.
     edge_index : torch.Tensor
         (2, E) int64 centre, neighbour (indices into the batch's atoms).
+    cell_shifts : torch.Tensor
+        (E, 3) float64 integer image shifts of the neighbours (they pair reverse edges).
     atom_types : torch.Tensor
         (N,) int64 type indices.
     batch : torch.Tensor
@@ -46,6 +48,7 @@ class LabelledGraph:
 
     edge_vec: torch.Tensor
     edge_index: torch.Tensor
+    cell_shifts: torch.Tensor
     atom_types: torch.Tensor
     batch: torch.Tensor
     energy: torch.Tensor
@@ -78,6 +81,7 @@ def frame_to_graph(frame: Frame, species_map: SpeciesMap, r_max: float) -> Label
     return LabelledGraph(
         edge_vec=edge_vectors(graph.pos, graph.cell, graph.edge_index, graph.cell_shifts),
         edge_index=graph.edge_index,
+        cell_shifts=graph.cell_shifts,
         atom_types=graph.atom_types,
         batch=torch.zeros(graph.num_atoms, dtype=torch.int64),
         energy=torch.tensor([frame.energy], dtype=torch.float64),
@@ -97,6 +101,7 @@ def join(graphs: Sequence[LabelledGraph]) -> LabelledGraph:
         edge_index=torch.cat(
             [g.edge_index + int(o) for g, o in zip(graphs, atom_offsets, strict=False)], dim=1
         ),
+        cell_shifts=torch.cat([g.cell_shifts for g in graphs]),
         atom_types=torch.cat([g.atom_types for g in graphs]),
         batch=torch.cat([g.batch + int(o) for g, o in zip(graphs, frame_offsets, strict=False)]),
         energy=torch.cat([g.energy for g in graphs]),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..outputs import edge_gradients, edge_virials, forces_from_edge_gradients
+from ..outputs import edge_gradients, edge_virials, forces_from_edge_gradients, graph_pairs
 from .config import LossConfig
 from .data import LabelledGraph, join
 
@@ -25,7 +25,8 @@ class Prediction:
 def predict(model: torch.nn.Module, batch: LabelledGraph, create_graph: bool) -> Prediction:
     """Energies, forces and virials of every frame of ``batch`` from one backward pass."""
     edge_vec = batch.edge_vec.detach().requires_grad_(True)
-    atom_energies = model(edge_vec, batch.edge_index, batch.atom_types)
+    pairs = graph_pairs(model, batch.edge_index, batch.cell_shifts) or ()
+    atom_energies = model(edge_vec, batch.edge_index, batch.atom_types, *pairs)
     energy = torch.zeros(batch.num_frames, dtype=atom_energies.dtype, device=edge_vec.device)
     energy = energy.index_add(0, batch.batch, atom_energies)
     edge_grad = edge_gradients(energy.sum(), edge_vec, create_graph)
