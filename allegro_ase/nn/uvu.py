@@ -22,6 +22,8 @@ rounding).
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from e3nn import o3
 
@@ -201,7 +203,7 @@ class ChunkedMessageSum(torch.autograd.Function):
     The per-edge tensors of the tensor product, (E, W, U) per input irrep, are what costs time
     in large NequIP models: they are written and read several times in memory. Here each
     chunk of edges is multiplied and summed while its tensors are in cache, and only the
-    inputs are kept for the backward pass, which recomputes each chunk's messages and
+    inputs are kept for the backward pass, which recomputes each chunk's products and
     differentiates them on their own. The numbers are those of the one-pass evaluation (to
     rounding). One backward pass only (no ``create_graph``), so the path is used when no
     parameter needs gradients.
@@ -222,22 +224,46 @@ class ChunkedMessageSum(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_sums):
-        """Gradients of x, sh and weights, each chunk's messages recomputed and differentiated."""
+        """Gradients of x, sh and weights; each chunk's products are recomputed.
+
+        By hand, group by group: the derivatives of basis = sh @ contraction, products =
+        basis^T sender (bmm) and messages = products times the spread path weights.
+        """
         center, x, sh, weights = ctx.saved_tensors
-        sizes = [sum(widths) * mul for _, mul, _, widths in ctx.tp.groups]
-        grads = [torch.empty_like(t) for t in (x, sh, weights)]
-        for start in range(0, x.shape[0], ctx.chunk):
-            part = slice(start, start + ctx.chunk)
-            inputs = [t[part].detach().requires_grad_(True) for t in (x, sh, weights)]
-            grad_messages = grad_sums.index_select(0, center[part]).split(sizes, dim=1)
-            with torch.enable_grad():
-                messages = ctx.tp.messages(*inputs)
-                found = torch.autograd.grad(
-                    messages, inputs, grad_messages, allow_unused=True, materialize_grads=True
-                )
-            for grad, piece in zip(grads, found, strict=True):
-                grad[part] = piece
-        return None, None, None, None, *grads
+        tp, chunk = ctx.tp, ctx.chunk
+        grad_x, grad_sh = torch.zeros_like(x), torch.empty_like(sh)
+        grad_weights = torch.empty_like(weights)
+        x_starts = [0, *itertools.accumulate(tp.x_sizes)]
+        weight_starts = [0, *itertools.accumulate(tp.weight_sizes)]
+        sum_starts = [0, *itertools.accumulate(sum(w) * mul for _, mul, _, w in tp.groups)]
+        for start in range(0, x.shape[0], chunk):
+            rows = slice(start, min(start + chunk, x.shape[0]))
+            size = rows.stop - rows.start
+            grad_rows = grad_sums.index_select(0, center[rows])  # (c, mid_dim)
+            sh_rows, grad_sh_rows = sh[rows], None
+            for group, (a, mul, dim, widths) in enumerate(tp.groups):
+                width, paths = sum(widths), len(widths)
+                contraction = getattr(tp, f"contraction_{group}")  # (J, dim * W)
+                spread_index = getattr(tp, f"spread_{group}")
+                basis = (sh_rows @ contraction).view(size, dim, width)
+                x_cols = slice(x_starts[a], x_starts[a + 1])
+                sender = x[rows, x_cols].unflatten(1, (mul, dim)).transpose(1, 2)  # (c, dim, U)
+                w_cols = slice(weight_starts[group], weight_starts[group + 1])
+                path_weights = weights[rows, w_cols].unflatten(1, (paths, mul))
+                grad_messages = grad_rows[:, sum_starts[group] : sum_starts[group + 1]]
+                grad_messages = grad_messages.unflatten(1, (width, mul))  # (c, W, U)
+                products = torch.bmm(basis.transpose(1, 2), sender)
+                grad_products = grad_messages * path_weights.index_select(1, spread_index)
+                grad_paths = path_weights.new_zeros((size, paths, mul))
+                grad_paths.index_add_(1, spread_index, grad_messages * products)
+                grad_weights[rows, w_cols] = grad_paths.flatten(1)
+                grad_sender = torch.bmm(basis, grad_products)  # (c, dim, U)
+                grad_x[rows, x_cols] = grad_sender.transpose(1, 2).flatten(1)
+                grad_basis = torch.bmm(sender, grad_products.transpose(1, 2))  # (c, dim, W)
+                term = grad_basis.flatten(1) @ contraction.T
+                grad_sh_rows = term if grad_sh_rows is None else grad_sh_rows.add_(term)
+            grad_sh[rows] = 0.0 if grad_sh_rows is None else grad_sh_rows
+        return None, None, None, None, grad_x, grad_sh, grad_weights
 
 
 def _drop_old_constants(module: torch.nn.Module, state_dict: dict, prefix: str, *_) -> None:
