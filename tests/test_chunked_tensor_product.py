@@ -1,8 +1,7 @@
 """NequIP's chunked inference path (:class:`allegro_ase.nn.uvu.ChunkedMessageSum`).
 
-Wide NequIP models (foundation-sized: thousands of messages per edge) evaluate their tensor
-products in chunks of edges when no weight needs gradients, recomputing each chunk in the
-backward pass. Energies, forces, stress and per-atom virials must be those of the one-pass
+NequIP models evaluate their tensor products in chunks of edges when no weight needs
+gradients, recomputing each chunk's products in a hand-written backward pass. Energies, forces, stress and per-atom virials must be those of the one-pass
 evaluation; training (weights with gradients, create_graph) and export must not take it.
 """
 
@@ -72,14 +71,11 @@ def test_training_does_not_take_the_chunked_path(count_chunked):
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
-def test_only_wide_messages_are_chunked_by_default_and_export_runs_one_pass():
-    narrow = build_variant("nequip-lmax1-parity-3layers")
-    assert not any(tp.chunked for tp in tensor_products(narrow))
-    wide = build_variant("nequip-lmax1-parity-3layers")
-    set_chunks(wide, True)
-    assert not any(tp.chunked for tp in tensor_products(exportable(wide)))
-    assert all(tp.chunked for tp in tensor_products(wide))  # the user's model is untouched
-    assert uvu.CHUNKED_MIN_WIDTH > max(tp.mid_dim for tp in tensor_products(narrow))
+def test_inference_is_chunked_by_default_and_export_runs_one_pass():
+    model = build_variant("nequip-lmax1-parity-3layers")
+    assert all(tp.chunked for tp in tensor_products(model))
+    assert not any(tp.chunked for tp in tensor_products(exportable(model)))
+    assert all(tp.chunked for tp in tensor_products(model))  # the user's model is untouched
 
 
 def test_chunked_forces_are_the_energy_gradient():
