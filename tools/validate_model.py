@@ -67,8 +67,8 @@ PROTOCOL = {
     ),
     "GFN2-xTB": (
         'GFN2-xTB through `tblite.ase.TBLite(method="GFN2-xTB", accuracy=0.01)`. Each method '
-        "relaxes the molecule from the same start (the E-ester conformer the training MD was run "
-        "around; BFGS to 0.001 eV/Å); harmonic frequencies by central differences (0.01 Å); "
+        "relaxes the molecule from the same start (the E-ester conformer, one of the three the training "
+        "MD started from; BFGS to 0.001 eV/Å); harmonic frequencies by central differences (0.01 Å); "
         "torsion scan of the ring-ester dihedral with every other coordinate relaxed; conformers: "
         "one group turned by 180° and relaxed again (`tools/make_xtb_transfer_frames.py`)."
     ),

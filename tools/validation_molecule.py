@@ -213,8 +213,9 @@ def aspirin_rows(model: MakeCalc) -> tuple[list[Row], list[str]]:
         f"Harmonic frequencies, all {len(f_ref)} modes paired by rank: MAE {deviation.mean():.0f} cm⁻¹, "
         f"largest |Δ| {deviation.max():.0f} cm⁻¹, mean Δ {np.mean(f_model - f_ref):+.0f} cm⁻¹.",
         *scan_notes(reference, predicted, marks),
-        "† the Z ester is the GFN2-xTB minimum but was hardly visited by the training MD (1000 K only); the turned "
-        "carboxyl only at 750 and 1000 K.",
+        "† the Z ester is the GFN2-xTB minimum; both turned conformers were starting points of the "
+        "training MD (version 2; version 1 had visited the Z ester only at 1000 K, the turned carboxyl "
+        "only at 750 and 1000 K).",
     ]
     return rows, notes
 
