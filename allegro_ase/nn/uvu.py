@@ -137,16 +137,17 @@ class UVUTensorProduct(torch.nn.Module):
             Number of atoms N.
         inference : bool
             No weight of the whole model needs gradients, so the result is differentiated
-            at most once (forces and stress): then, if ``chunked``, the edges are processed
-            in chunks (:class:`ChunkedMessageSum`).
+            at most once (forces and stress): then, if ``chunked`` and on a CPU, the edges are
+            processed in chunks (:class:`ChunkedMessageSum`).
 
         Returns
         -------
         torch.Tensor
             (N, mid_dim) summed messages in the layout of e3nn's output irreps.
         """
-        if inference and self.chunked:
-            # in chunks whose per-edge tensors stay in cache (ChunkedMessageSum)
+        if inference and self.chunked and x.device.type == "cpu":
+            # in chunks whose per-edge tensors stay in cache (ChunkedMessageSum); not on a GPU,
+            # where many small chunks would cost a kernel launch each (not measured there)
             inputs = (x, sh, weights)
             sums = ChunkedMessageSum.apply(self, center, num_nodes, self.chunk_size(), *inputs)
         else:
