@@ -163,20 +163,29 @@ class UVUTensorProduct(torch.nn.Module):
         self, x: torch.Tensor, sh: torch.Tensor, weights: torch.Tensor
     ) -> list[torch.Tensor]:
         """Weighted messages of each input irrep g, (E, W_g * U_g), path-major columns."""
-        num_edges = x.shape[0]
         # split (not sliced) views: their backward concatenates instead of zero-filling
         x_groups = x.split(self.x_sizes, dim=1)
         weight_groups = weights.split(self.weight_sizes, dim=1)
         messages = []
-        for group, (a, mul, dim, widths) in enumerate(self.groups):
-            width = sum(widths)
-            basis = (sh @ getattr(self, f"contraction_{group}")).view(num_edges, dim, width)
-            sender = x_groups[a].unflatten(1, (mul, dim)).transpose(1, 2)  # (E, dim, U)
+        for group, (a, *_) in enumerate(self.groups):
+            basis, sender, path_weights = self.factors(group, sh, x_groups[a], weight_groups[group])
             products = torch.bmm(basis.transpose(1, 2), sender)  # (E, W, U)
-            path_weights = weight_groups[group].unflatten(1, (len(widths), mul))
             spread = path_weights.index_select(1, getattr(self, f"spread_{group}"))
             messages.append((products * spread).flatten(1))
         return messages
+
+    def factors(
+        self, group: int, sh: torch.Tensor, x_group: torch.Tensor, weight_group: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Input irrep ``group``'s (E, dim, W) basis, (E, dim, U) sender, (E, P, U) weights.
+
+        ``x_group`` and ``weight_group`` are the group's columns of ``x`` and ``weights``.
+        """
+        _, mul, dim, widths = self.groups[group]
+        basis = sh @ getattr(self, f"contraction_{group}")
+        basis = basis.view(sh.shape[0], dim, sum(widths))
+        sender = x_group.unflatten(1, (mul, dim)).transpose(1, 2)
+        return basis, sender, weight_group.unflatten(1, (len(widths), mul))
 
     def message_sums(
         self,
@@ -237,28 +246,26 @@ class ChunkedMessageSum(torch.autograd.Function):
         sum_starts = [0, *itertools.accumulate(sum(w) * mul for _, mul, _, w in tp.groups)]
         for start in range(0, x.shape[0], chunk):
             rows = slice(start, min(start + chunk, x.shape[0]))
-            size = rows.stop - rows.start
             grad_rows = grad_sums.index_select(0, center[rows])  # (c, mid_dim)
             sh_rows, grad_sh_rows = sh[rows], None
-            for group, (a, mul, dim, widths) in enumerate(tp.groups):
-                width, paths = sum(widths), len(widths)
-                contraction = getattr(tp, f"contraction_{group}")  # (J, dim * W)
-                spread_index = getattr(tp, f"spread_{group}")
-                basis = (sh_rows @ contraction).view(size, dim, width)
+            for group, (a, mul, _, widths) in enumerate(tp.groups):
                 x_cols = slice(x_starts[a], x_starts[a + 1])
-                sender = x[rows, x_cols].unflatten(1, (mul, dim)).transpose(1, 2)  # (c, dim, U)
                 w_cols = slice(weight_starts[group], weight_starts[group + 1])
-                path_weights = weights[rows, w_cols].unflatten(1, (paths, mul))
+                basis, sender, path_weights = tp.factors(
+                    group, sh_rows, x[rows, x_cols], weights[rows, w_cols]
+                )
+                spread_index = getattr(tp, f"spread_{group}")
                 grad_messages = grad_rows[:, sum_starts[group] : sum_starts[group + 1]]
-                grad_messages = grad_messages.unflatten(1, (width, mul))  # (c, W, U)
+                grad_messages = grad_messages.unflatten(1, (sum(widths), mul))  # (c, W, U)
                 products = torch.bmm(basis.transpose(1, 2), sender)
                 grad_products = grad_messages * path_weights.index_select(1, spread_index)
-                grad_paths = path_weights.new_zeros((size, paths, mul))
+                grad_paths = torch.zeros_like(path_weights)
                 grad_paths.index_add_(1, spread_index, grad_messages * products)
                 grad_weights[rows, w_cols] = grad_paths.flatten(1)
                 grad_sender = torch.bmm(basis, grad_products)  # (c, dim, U)
                 grad_x[rows, x_cols] = grad_sender.transpose(1, 2).flatten(1)
                 grad_basis = torch.bmm(sender, grad_products.transpose(1, 2))  # (c, dim, W)
+                contraction = getattr(tp, f"contraction_{group}")  # (J, dim * W)
                 term = grad_basis.flatten(1) @ contraction.T
                 grad_sh_rows = term if grad_sh_rows is None else grad_sh_rows.add_(term)
             grad_sh[rows] = 0.0 if grad_sh_rows is None else grad_sh_rows
